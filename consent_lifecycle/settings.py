@@ -1,0 +1,27 @@
+"""Settings from environment variables prefixed `CONSENT_` (and a `.env` file, if present)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".consent")
+DEFAULT_DATABASE_URL = f"sqlite:///{DEFAULT_DATA_DIR / 'consent.db'}"
+CODAT_PRODUCTION_URL = "https://api.codat.io"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONSENT_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the consent database")
+    codat_base_url: str = Field(CODAT_PRODUCTION_URL, description="Codat API base URL (or the sandbox's)")
+    codat_api_key: SecretStr | None = Field(None, description="Codat API key (the raw key, not the header)")
+    codat_max_concurrency: int = Field(10, ge=1, le=200, description="bound on concurrent Codat requests")
+    codat_timeout_seconds: float = Field(30.0, gt=0, description="per-request timeout")
+    catalog: Path | None = Field(None, description="product catalog TOML; default: the shipped catalog")
+
+
+def get_settings() -> Settings:
+    return Settings()
