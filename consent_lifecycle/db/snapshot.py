@@ -1,0 +1,147 @@
+"""Writing observations into the company and connection snapshot (bulk upserts, one transaction each)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection as DbConnection
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from consent_lifecycle.db.models import Company, Connection
+from consent_lifecycle.snapshot import Observation, merge_observation, vanished
+
+#: bound parameters per statement stay well under SQLite's and PostgreSQL's limits
+CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class SnapshotChange:
+    companies: int
+    connection_count: int
+    new: int
+    changed: int
+    vanished: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def apply_observation(engine: Engine, observation: Observation, now: datetime) -> SnapshotChange:
+    """Upsert the observed companies and connections; mark connections Codat no longer lists as deleted.
+
+    One transaction: a crash leaves the snapshot as it was, and a rerun of the same observation writes
+    the same rows again (idempotent).
+    """
+    company_ids = observation.company_ids
+    with engine.begin() as db:
+        previous = _connection_state(db, company_ids)
+        merged = merge_observation(previous, observation.connections, now)
+        gone = vanished(previous, observation.connections, company_ids).tolist()
+        _upsert(db, Company, _company_rows(observation.companies, now), keep=("first_seen_at",))
+        _upsert(db, Connection, _records(merged, _CONNECTION_WRITE), keep=("last_reconfirmed_at",))
+        for ids in _chunks(gone):
+            db.execute(
+                update(Connection)
+                .where(Connection.id.in_(ids), Connection.deleted_at.is_(None))
+                .values(deleted_at=now, status_changed_at=now)
+            )
+    transitions = merged["transition"].value_counts()
+    return SnapshotChange(
+        companies=len(company_ids),
+        connection_count=len(merged),
+        new=int(transitions.get("new", 0)),
+        changed=int(transitions.get("changed", 0)),
+        vanished=len(gone),
+    )
+
+
+def retire_unseen_companies(engine: Engine, seen_since: datetime) -> int:
+    """After a complete scan that started at `seen_since`: companies it did not see are gone at Codat."""
+    with engine.begin() as db:
+        unseen = select(Company.id).where(Company.last_seen_at < seen_since, Company.deleted_at.is_(None))
+        db.execute(
+            update(Connection)
+            .where(Connection.company_id.in_(unseen), Connection.deleted_at.is_(None))
+            .values(deleted_at=seen_since, status_changed_at=seen_since)
+        )
+        result = db.execute(
+            update(Company)
+            .where(Company.last_seen_at < seen_since, Company.deleted_at.is_(None))
+            .values(deleted_at=seen_since)
+        )
+    return result.rowcount or 0
+
+
+def connection_counts(engine: Engine) -> list[dict[str, Any]]:
+    """Live connections by source type and status."""
+    query = (
+        select(Connection.source_type, Connection.status, func.count().label("connections"))
+        .where(Connection.deleted_at.is_(None))
+        .group_by(Connection.source_type, Connection.status)
+        .order_by(Connection.source_type, Connection.status)
+    )
+    with engine.connect() as db:
+        return [dict(row._mapping) for row in db.execute(query)]
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+_CONNECTION_WRITE = [
+    "id", "company_id", "source_type", "platform_name", "integration_key", "status", "link_url",
+    "created_at", "last_sync_at", "first_seen_at", "last_seen_at", "status_changed_at", "last_authorized_at",
+]
+_STATE = [
+    Connection.id, Connection.company_id, Connection.status, Connection.first_seen_at,
+    Connection.status_changed_at, Connection.last_authorized_at,
+]
+
+
+def _connection_state(db: DbConnection, company_ids: Sequence[str]) -> pd.DataFrame:
+    rows = [
+        row
+        for ids in _chunks(company_ids)
+        for row in db.execute(select(*_STATE).where(Connection.company_id.in_(ids))).all()
+    ]
+    frame = pd.DataFrame.from_records(rows, columns=[c.key for c in _STATE])
+    for column in ("first_seen_at", "status_changed_at", "last_authorized_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def _company_rows(companies: pd.DataFrame, now: datetime) -> list[dict[str, Any]]:
+    frame = companies.assign(first_seen_at=pd.Timestamp(now), last_seen_at=pd.Timestamp(now), deleted_at=None)
+    return _records(frame, [*companies.columns, "first_seen_at", "last_seen_at", "deleted_at"])
+
+
+def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    """Rows as dicts with None for missing values and plain datetimes (what the column types expect)."""
+    subset = frame[columns].astype(object)
+    subset = subset.where(subset.notna(), None)
+    return [
+        {key: (value.to_pydatetime() if isinstance(value, pd.Timestamp) else value) for key, value in row.items()}
+        for row in subset.to_dict("records")
+    ]
+
+
+def _upsert(db: DbConnection, model: type, rows: list[dict[str, Any]], keep: Iterable[str]) -> None:
+    """INSERT ... ON CONFLICT (id) DO UPDATE every column except `keep` (and the key), in chunks."""
+    if not rows:
+        return
+    dialect = db.dialect.name
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
+    table = model.__table__
+    kept = {"id", *keep}
+    for chunk in _chunks(rows):
+        statement = insert(table)
+        updates = {name: statement.excluded[name] for name in chunk[0] if name not in kept}
+        db.execute(statement.on_conflict_do_update(index_elements=[table.c.id], set_=updates), chunk)
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
