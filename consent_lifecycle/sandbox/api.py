@@ -1,0 +1,166 @@
+"""The Codat Platform API routes the sandbox serves (shapes from the spec, bodies encoded here)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from consent_lifecycle.sandbox.errors import ApiError
+from consent_lifecycle.sandbox.paging import page_body, parse_paging
+from consent_lifecycle.sandbox.world import World
+
+router = APIRouter()
+
+
+def world(request: Request) -> World:
+    w: World = request.app.state.sandbox.world
+    w.settle()
+    return w
+
+
+def json_response(content: bytes | str | dict | list, status_code: int = 200) -> Response:
+    if isinstance(content, dict | list):
+        content = json.dumps(content)
+    if isinstance(content, str):
+        content = content.encode()
+    return Response(content=content, status_code=status_code, media_type="application/json")
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(400, "The request body is missing.", errors=[("body", "a JSON body is required")])
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(
+            400, f"The request body is not valid JSON: {exc}", errors=[("body", "not valid JSON")]
+        ) from None
+
+
+# -- companies ---------------------------------------------------------------------------------------------
+
+
+@router.get("/companies")
+async def list_companies(request: Request) -> Response:
+    paging = parse_paging(request.query_params, extra=("tags",))
+    total, docs = world(request).list_companies(paging, request.query_params.get("tags") or None)
+    return json_response(page_body("/companies", paging, total, docs))
+
+
+@router.post("/companies")
+async def create_company(request: Request) -> Response:
+    body = await json_body(request)
+    return json_response(world(request).create_company(body))
+
+
+@router.get("/companies/{companyId}")
+async def get_company(request: Request, companyId: str) -> Response:
+    return json_response(world(request).company_json(companyId))
+
+
+@router.put("/companies/{companyId}")
+async def replace_company(request: Request, companyId: str) -> Response:
+    w = world(request)
+    w.company(companyId)
+    return json_response(w.change_company(companyId, await json_body(request), replace=True))
+
+
+@router.patch("/companies/{companyId}")
+async def update_company(request: Request, companyId: str) -> Response:
+    w = world(request)
+    w.company(companyId)
+    return json_response(w.change_company(companyId, await json_body(request), replace=False))
+
+
+@router.delete("/companies/{companyId}")
+async def delete_company(request: Request, companyId: str) -> Response:
+    world(request).delete_company(companyId)
+    return Response(status_code=204)
+
+
+# -- connections -------------------------------------------------------------------------------------------
+
+
+@router.get("/companies/{companyId}/connections")
+async def list_connections(request: Request, companyId: str) -> Response:
+    paging = parse_paging(request.query_params)
+    w = world(request)
+    total, docs = w.list_connections(companyId, paging)
+    company_id = w.company(companyId)["id"]
+    return json_response(page_body(f"/companies/{company_id}/connections", paging, total, docs))
+
+
+@router.post("/companies/{companyId}/connections")
+async def create_connection(request: Request, companyId: str) -> Response:
+    w = world(request)
+    w.company(companyId)
+    return json_response(w.create_connection(companyId, await json_body(request)))
+
+
+@router.get("/companies/{companyId}/connections/{connectionId}")
+async def get_connection(request: Request, companyId: str, connectionId: str) -> Response:
+    return json_response(world(request).connection_json(companyId, connectionId))
+
+
+@router.patch("/companies/{companyId}/connections/{connectionId}")
+async def unlink_connection(request: Request, companyId: str, connectionId: str) -> Response:
+    w = world(request)
+    w.connection(companyId, connectionId)
+    return json_response(w.unlink_connection(companyId, connectionId, await json_body(request)))
+
+
+@router.delete("/companies/{companyId}/connections/{connectionId}")
+async def delete_connection(request: Request, companyId: str, connectionId: str) -> Response:
+    world(request).delete_connection(companyId, connectionId)
+    return Response(status_code=200)
+
+
+# -- sync settings, data status, refresh, pull history ----------------------------------------------------
+
+
+@router.get("/companies/{companyId}/syncSettings")
+async def get_company_sync_settings(request: Request, companyId: str) -> Response:
+    return json_response(world(request).sync_settings(companyId))
+
+
+@router.post("/companies/{companyId}/syncSettings")
+async def set_company_sync_settings(request: Request, companyId: str) -> Response:
+    w = world(request)
+    w.company(companyId)
+    w.set_sync_settings(companyId, await json_body(request))
+    return Response(status_code=204)
+
+
+@router.get("/companies/{companyId}/dataStatus")
+async def get_company_data_status(request: Request, companyId: str) -> Response:
+    return json_response(world(request).data_status(companyId))
+
+
+@router.post("/companies/{companyId}/data/all")
+async def refresh_company_data(request: Request, companyId: str) -> Response:
+    world(request).refresh_all(companyId)
+    return Response(status_code=204)
+
+
+@router.post("/companies/{companyId}/data/queue/{dataType}")
+async def refresh_data_type(request: Request, companyId: str, dataType: str) -> Response:
+    connection_id = request.query_params.get("connectionId") or None
+    return json_response(world(request).queue_data_type(companyId, dataType, connection_id))
+
+
+@router.get("/companies/{companyId}/data/history")
+async def list_pull_operations(request: Request, companyId: str) -> Response:
+    paging = parse_paging(request.query_params)
+    w = world(request)
+    total, docs = w.list_pulls(companyId, paging)
+    company_id = w.company(companyId)["id"]
+    return json_response(page_body(f"/companies/{company_id}/data/history", paging, total, docs))
+
+
+@router.get("/companies/{companyId}/data/history/{datasetId}")
+async def get_pull_operation(request: Request, companyId: str, datasetId: str) -> Response:
+    return json_response(world(request).pull(companyId, datasetId))

@@ -1,0 +1,68 @@
+"""Everything one running sandbox holds: config, clock, world, limits, faults, counters, and its key."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Any
+
+from starlette.routing import Match, Route
+
+from consent_lifecycle.sandbox.clock import SandboxClock
+from consent_lifecycle.sandbox.config import SandboxConfig
+from consent_lifecycle.sandbox.counters import RequestCounters
+from consent_lifecycle.sandbox.faults import FaultInjector
+from consent_lifecycle.sandbox.limits import ConcurrencyLimiter, RateLimiter
+from consent_lifecycle.sandbox.world import World
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self._key = config.api_key.encode()
+        self.clock = SandboxClock(config.now)
+        self.world = World(config, self.clock)
+        self.rate = RateLimiter(config.rate_limit_per_minute)
+        self.concurrency = ConcurrencyLimiter(config.concurrent_per_company)
+        self.faults = FaultInjector()
+        self.counters = RequestCounters()
+        self.api_routes: list[Route] = []
+
+    def __repr__(self) -> str:
+        return f"Sandbox(companies={self.world.company_count}, seed={self.world.seed})"
+
+    def authorized(self, header: str | None) -> bool:
+        """True if `header` is `Basic base64(api_key)` for this sandbox's key."""
+        if not header:
+            return False
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "basic" or not token:
+            return False
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(decoded, self._key)
+
+    def match(self, scope: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        """(`METHOD /route/template`, path params) of the API route `scope` reaches, or (None, {})."""
+        for route in self.api_routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return f"{scope['method']} {route.path}", child.get("path_params", {})
+        return None, {}
+
+    def reset(self, companies: int | None = None, seed: int | None = None) -> None:
+        """A new world (same clock; by default the current size and seed), no faults, fresh rate-limit
+        windows and request counters."""
+        self.world.reset(
+            self.world.company_count if companies is None else companies,
+            self.world.seed if seed is None else seed,
+        )
+        self.faults.configure(type(self.faults.settings)())
+        self.rate.clear()
+        self.counters.clear()
+
+    def close(self) -> None:
+        self.world.close()
