@@ -1,0 +1,400 @@
+"""The async Codat client: the core's only door to Codat.
+
+One `httpx.AsyncClient` (pooled, with timeouts), Codat's Basic key header, a bound on concurrent requests,
+retries with backoff honouring `Retry-After`, page helpers and typed endpoint methods. Every failure is a
+`CodatError`; the API key is held in a `SecretStr` and never appears in a log line, exception or repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+
+from consent_lifecycle.codat.auth import CodatKeyAuth
+from consent_lifecycle.codat.errors import CodatError
+from consent_lifecycle.codat.models import (
+    Company,
+    CompanySyncSettings,
+    Connection,
+    DataStatus,
+    ErrorMessage,
+    Page,
+    PullOperation,
+    SyncSetting,
+)
+from consent_lifecycle.codat.retry import NOT_PROCESSED_STATUSES, RetryPolicy, parse_retry_after
+
+log = logging.getLogger("consent_lifecycle.codat")
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_PAGE_SIZE = 5000
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
+_DATA_STATUSES = TypeAdapter(dict[str, DataStatus | None])
+
+
+class CodatClient:
+    """Talk to Codat (or the sandbox) at `base_url` with `api_key`.
+
+    Use as `async with CodatClient(...) as codat:`. `max_concurrency` bounds requests in flight across all
+    callers of this client (Codat allows 10 concurrent per company); waits between retries hold no slot.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr | str,
+        *,
+        max_concurrency: int = 10,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(api_key, SecretStr):
+            api_key = SecretStr(api_key)
+        if not api_key.get_secret_value():
+            raise ValueError("Codat API key is empty: set CONSENT_CODAT_API_KEY")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
+        self.base_url = base_url.rstrip("/")
+        self.page_size = page_size
+        self.retry = retry or RetryPolicy()
+        self._rng = rng or random.Random()
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=CodatKeyAuth(api_key),
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+            headers={"Accept": "application/json", "User-Agent": "consent-lifecycle"},
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> CodatClient:
+        if settings.codat_api_key is None:
+            raise ValueError("CONSENT_CODAT_API_KEY is not set")
+        options = {"max_concurrency": settings.codat_max_concurrency, "timeout": settings.codat_timeout_seconds}
+        return cls(settings.codat_base_url, settings.codat_api_key, **(options | overrides))
+
+    def __repr__(self) -> str:
+        return f"CodatClient(base_url={self.base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- transport ---------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """Send one call, retrying what Codat's policy retries; return a 2xx response or raise CodatError.
+
+        A non-idempotent call (POST by default) is resent only when the failure proves it was not acted on
+        (429, or no connection made); an idempotent one also after timeouts and 5xx.
+        """
+        method = method.upper()
+        safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                async with self._slots:
+                    response = await self._http.request(method, path, params=params, json=json)
+            except httpx.TransportError as exc:
+                not_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                failure = CodatError(
+                    f"{type(exc).__name__}: Codat did not answer", method=method, path=path
+                )
+                if not (safe or not_sent):
+                    raise failure from exc
+                last_error: CodatError = failure
+                cause: BaseException = exc
+            else:
+                if response.is_success:
+                    return response
+                last_error = _error_from(response, method, path)
+                cause = last_error
+                retryable = response.status_code in self.retry.statuses
+                if not retryable or not (safe or response.status_code in NOT_PROCESSED_STATUSES):
+                    raise last_error
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+            wait = self.retry.wait(attempt, retry_after, self._rng)
+            elapsed = time.monotonic() - started
+            if attempt >= self.retry.max_attempts or elapsed + wait > self.retry.max_elapsed:
+                raise CodatError(
+                    f"gave up after {attempt} attempts: {last_error.error}",
+                    status_code=last_error.status_code,
+                    correlation_id=last_error.correlation_id,
+                    method=method,
+                    path=path,
+                ) from cause
+            log.warning(
+                "Codat %s %s failed (%s); retry %d in %.2fs",
+                method, path, last_error.status_code or last_error.error, attempt, wait,
+            )
+            await asyncio.sleep(wait)
+
+    async def _get(self, path: str, model: type[M], params: Mapping[str, Any] | None = None) -> M:
+        response = await self.request("GET", path, params=params)
+        return _parse(response, model, "GET", path)
+
+    # -- paging ------------------------------------------------------------------------------------
+
+    async def get_page(
+        self,
+        path: str,
+        model: type[M],
+        page: int,
+        *,
+        page_size: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Page[M]:
+        query = {**(params or {}), "page": page, "pageSize": page_size or self.page_size}
+        response = await self.request("GET", path, params=_drop_none(query))
+        parsed = _parse(response, Page[model], "GET", path)  # type: ignore[valid-type]
+        _check_page(parsed, page, "GET", path)
+        return parsed
+
+    async def iter_pages(
+        self,
+        path: str,
+        model: type[M],
+        *,
+        page_size: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[Page[M]]:
+        """Pages one after another, from page 1 until `totalResults` is covered."""
+        number = 1
+        while True:
+            page = await self.get_page(path, model, number, page_size=page_size, params=params)
+            yield page
+            if number >= page.page_count:
+                return
+            number += 1
+
+    async def list_all(
+        self,
+        path: str,
+        model: type[M],
+        *,
+        page_size: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[M]:
+        """Every item: page 1 first (for `totalResults`), then the other pages concurrently, in order."""
+        first = await self.get_page(path, model, 1, page_size=page_size, params=params)
+        rest = await asyncio.gather(
+            *(
+                self.get_page(path, model, number, page_size=page_size, params=params)
+                for number in range(2, first.page_count + 1)
+            )
+        )
+        items = [item for page in (first, *rest) for item in page.results]
+        totals = {page.total_results for page in rest}
+        if totals - {first.total_results}:
+            raise CodatError(
+                f"totalResults changed while paging ({first.total_results} then {sorted(totals)}); retry the scan",
+                method="GET",
+                path=path,
+            )
+        return items
+
+    # -- companies ---------------------------------------------------------------------------------
+
+    async def list_companies(self, *, query: str | None = None, tags: str | None = None) -> list[Company]:
+        return await self.list_all("/companies", Company, params=_drop_none({"query": query, "tags": tags}))
+
+    async def get_companies_page(
+        self, page: int, *, page_size: int | None = None, query: str | None = None
+    ) -> Page[Company]:
+        return await self.get_page("/companies", Company, page, page_size=page_size, params={"query": query})
+
+    async def get_company(self, company_id: str) -> Company:
+        return await self._get(f"/companies/{_seg(company_id)}", Company)
+
+    async def create_company(
+        self, name: str, *, description: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> Company:
+        body = _drop_none({"name": name, "description": description, "tags": dict(tags) if tags else None})
+        response = await self.request("POST", "/companies", json=body)
+        return _parse(response, Company, "POST", "/companies")
+
+    async def delete_company(self, company_id: str) -> None:
+        await self.request("DELETE", f"/companies/{_seg(company_id)}")
+
+    # -- connections -------------------------------------------------------------------------------
+
+    async def list_connections(self, company_id: str, *, query: str | None = None) -> list[Connection]:
+        path = f"/companies/{_seg(company_id)}/connections"
+        return await self.list_all(path, Connection, params=_drop_none({"query": query}))
+
+    async def get_connection(self, company_id: str, connection_id: str) -> Connection:
+        return await self._get(f"/companies/{_seg(company_id)}/connections/{_seg(connection_id)}", Connection)
+
+    async def create_connection(self, company_id: str, platform_key: str) -> Connection:
+        path = f"/companies/{_seg(company_id)}/connections"
+        response = await self.request("POST", path, json={"platformKey": platform_key})
+        return _parse(response, Connection, "POST", path)
+
+    async def unlink_connection(self, company_id: str, connection_id: str) -> Connection:
+        path = f"/companies/{_seg(company_id)}/connections/{_seg(connection_id)}"
+        response = await self.request("PATCH", path, json={"status": "Unlinked"})
+        return _parse(response, Connection, "PATCH", path)
+
+    async def delete_connection(self, company_id: str, connection_id: str) -> int:
+        """Delete a connection and the data Codat holds for it; returns the HTTP status (200)."""
+        path = f"/companies/{_seg(company_id)}/connections/{_seg(connection_id)}"
+        response = await self.request("DELETE", path)
+        return response.status_code
+
+    # -- sync settings, data status, pulls ---------------------------------------------------------
+
+    async def get_sync_settings(self, company_id: str) -> CompanySyncSettings:
+        return await self._get(f"/companies/{_seg(company_id)}/syncSettings", CompanySyncSettings)
+
+    async def set_sync_settings(
+        self, company_id: str, settings: Sequence[SyncSetting], *, overrides_defaults: bool = True
+    ) -> None:
+        body = CompanySyncSettings(
+            company_id=company_id, settings=list(settings), overrides_defaults=overrides_defaults
+        )
+        await self.request(
+            "POST", f"/companies/{_seg(company_id)}/syncSettings", json=body.to_codat(), idempotent=True
+        )
+
+    async def get_data_status(self, company_id: str) -> dict[str, DataStatus]:
+        path = f"/companies/{_seg(company_id)}/dataStatus"
+        response = await self.request("GET", path)
+        statuses = _parse_adapter(response, _DATA_STATUSES, "GET", path)
+        return {key: value for key, value in statuses.items() if value is not None}
+
+    async def refresh_all(self, company_id: str) -> None:
+        await self.request("POST", f"/companies/{_seg(company_id)}/data/all", idempotent=True)
+
+    async def queue_data_type(
+        self, company_id: str, data_type: str, *, connection_id: str | None = None
+    ) -> PullOperation:
+        """Queue a pull; resent on failure only when Codat surely did not act (a second queue of a type
+        already in progress is refused by Codat, so a duplicate cannot start a second pull)."""
+        path = f"/companies/{_seg(company_id)}/data/queue/{_seg(data_type)}"
+        response = await self.request("POST", path, params=_drop_none({"connectionId": connection_id}))
+        return _parse(response, PullOperation, "POST", path)
+
+    async def list_pull_operations(
+        self, company_id: str, *, query: str | None = None, order_by: str | None = None
+    ) -> list[PullOperation]:
+        path = f"/companies/{_seg(company_id)}/data/history"
+        return await self.list_all(path, PullOperation, params=_drop_none({"query": query, "orderBy": order_by}))
+
+    async def get_pull_operation(self, company_id: str, dataset_id: str) -> PullOperation:
+        return await self._get(f"/companies/{_seg(company_id)}/data/history/{_seg(dataset_id)}", PullOperation)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _seg(value: str) -> str:
+    """One path segment, escaped so an id can never change the path."""
+    return quote(str(value), safe="")
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _json(response: httpx.Response, method: str, path: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        snippet = response.text[:80]
+        raise CodatError(
+            f"response is not JSON (content-type {response.headers.get('content-type')!r}, body {snippet!r})",
+            status_code=response.status_code,
+            method=method,
+            path=path,
+        ) from None
+
+
+def _invalid(exc: ValidationError, response: httpx.Response, method: str, path: str) -> CodatError:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    value = first.get("input")
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return CodatError(
+        f"invalid response: {where}: {first['msg']} (got {shown}){more}",
+        status_code=response.status_code,
+        method=method,
+        path=path,
+    )
+
+
+def _parse(response: httpx.Response, model: type[M], method: str, path: str) -> M:
+    body = _json(response, method, path)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _invalid(exc, response, method, path) from None
+
+
+def _parse_adapter(response: httpx.Response, adapter: TypeAdapter[Any], method: str, path: str) -> Any:
+    body = _json(response, method, path)
+    try:
+        return adapter.validate_python(body)
+    except ValidationError as exc:
+        raise _invalid(exc, response, method, path) from None
+
+
+def _check_page(page: Page[Any], number: int, method: str, path: str) -> None:
+    """A page must be the one asked for and hold what `totalResults` promises: a short page loses data."""
+    expected = max(0, min(page.page_size, page.total_results - (number - 1) * page.page_size))
+    if page.page_number != number or len(page.results) != expected:
+        raise CodatError(
+            f"page {number} holds {len(page.results)} results (pageNumber {page.page_number}); "
+            f"totalResults {page.total_results} at pageSize {page.page_size} means {expected}",
+            method=method,
+            path=path,
+        )
+
+
+def _error_from(response: httpx.Response, method: str, path: str) -> CodatError:
+    try:
+        body = ErrorMessage.model_validate(response.json())
+        text = body.error or response.reason_phrase
+        return CodatError(
+            text,
+            status_code=response.status_code,
+            correlation_id=body.correlation_id,
+            method=method,
+            path=path,
+            can_be_retried=body.can_be_retried,
+        )
+    except (ValueError, ValidationError):
+        return CodatError(
+            response.reason_phrase or "error", status_code=response.status_code, method=method, path=path
+        )

@@ -1,0 +1,175 @@
+"""Typed views of Codat's Platform API bodies (fields named as in Python, aliased to Codat's camelCase).
+
+Unknown fields are tolerated (Codat adds fields without notice); known fields are checked, so a wrong
+enum value or a missing required field fails loudly instead of flowing into a decision.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from consent_lifecycle.clock import as_utc, parse_iso
+
+
+def _uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        raise ValueError(f"not a uuid: {value!r}") from None
+
+
+def _datetime(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, str):
+        return parse_iso(value)  # Codat may omit the zone; a naive time is UTC
+    return value
+
+
+Uuid = Annotated[str, AfterValidator(_uuid)]
+UtcDateTime = Annotated[datetime, BeforeValidator(_datetime)]
+
+SourceType = Literal["Accounting", "Banking", "BankFeed", "Commerce", "Expense", "Other", "Unknown"]
+ConnectionStatus = Literal["PendingAuth", "Linked", "Unlinked", "Deauthorized"]
+DatasetStatus = Literal[
+    "Initial", "Queued", "Fetching", "MapQueued", "Mapping", "Complete", "FetchError", "MapError",
+    "InternalError", "ProcessingQueued", "Processing", "ProcessingError", "ValidationQueued", "Validating",
+    "ValidationError", "AuthError", "Cancelled", "NotSupported", "RateLimitError", "PermissionsError",
+    "PrerequisiteNotMet",
+]
+DataTypeKey = Literal[
+    "accountTransactions", "balanceSheet", "bankAccounts", "bankTransactions", "billCreditNotes",
+    "billPayments", "bills", "cashFlowStatement", "chartOfAccounts", "company", "creditNotes", "customers",
+    "directCosts", "directIncomes", "invoices", "itemReceipts", "items", "journalEntries", "journals",
+    "paymentMethods", "payments", "profitAndLoss", "purchaseOrders", "salesOrders", "suppliers", "taxRates",
+    "trackingCategories", "transfers", "banking-accountBalances", "banking-accounts",
+    "banking-transactionCategories", "banking-transactions", "commerce-companyInfo", "commerce-customers",
+    "commerce-disputes", "commerce-locations", "commerce-orders", "commerce-paymentMethods",
+    "commerce-payments", "commerce-productCategories", "commerce-products", "commerce-taxComponents",
+    "commerce-transactions",
+]
+
+
+class CodatModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True)
+
+    def to_codat(self) -> dict[str, Any]:
+        """The JSON body Codat expects (camelCase, no unset optional fields)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class DataConnectionError(CodatModel):
+    status_code: str | None = None
+    status_text: str | None = None
+    error_message: str | None = None
+    errored_on_utc: UtcDateTime | None = None
+    status: Literal["Active", "Resolved"] | None = None
+    resolved_on_utc: UtcDateTime | None = None
+
+
+class Connection(CodatModel):
+    id: Uuid
+    integration_id: Uuid
+    integration_key: str | None = None
+    source_id: Uuid
+    platform_name: str
+    link_url: str
+    status: ConnectionStatus
+    created: UtcDateTime
+    last_sync: UtcDateTime | None = None
+    source_type: SourceType
+    data_connection_errors: list[DataConnectionError] | None = None
+    connection_info: dict[str, Any] | None = None
+
+
+class Company(CodatModel):
+    id: Uuid
+    name: str
+    description: str | None = None
+    redirect: str
+    last_sync: UtcDateTime | None = None
+    created: UtcDateTime | None = None
+    created_by_user_name: str | None = None
+    products: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    data_connections: list[Connection] = Field(default_factory=list)
+
+
+class SyncSetting(CodatModel):
+    data_type: DataTypeKey
+    fetch_on_first_link: bool
+    sync_schedule: int
+    sync_order: int
+    sync_from_utc: str | None = None
+    sync_from_window: int | None = None
+    months_to_sync: int | None = None
+    is_locked: bool | None = None
+
+
+class CompanySyncSettings(CodatModel):
+    company_id: Uuid
+    settings: list[SyncSetting]
+    overrides_defaults: bool
+
+
+class DataStatus(CodatModel):
+    data_type: DataTypeKey
+    current_status: DatasetStatus
+    last_successful_sync: UtcDateTime | None = None
+    latest_sync_id: Uuid | None = None
+    latest_successful_sync_id: Uuid | None = None
+
+
+class PullOperation(CodatModel):
+    id: Uuid
+    company_id: Uuid
+    connection_id: Uuid
+    data_type: str
+    status: DatasetStatus
+    status_description: str | None = None
+    error_message: str | None = None
+    requested: UtcDateTime
+    completed: UtcDateTime | None = None
+    progress: int
+    is_completed: bool
+    is_errored: bool
+
+
+class Link(CodatModel):
+    href: str
+
+
+class PageLinks(CodatModel):
+    self_: Link = Field(alias="self")
+    current: Link
+    next: Link | None = None
+    previous: Link | None = None
+
+
+T = TypeVar("T", bound=CodatModel)
+
+
+class Page(CodatModel, Generic[T]):
+    results: list[T] = Field(default_factory=list)
+    page_number: int
+    page_size: int
+    total_results: int
+    links: PageLinks = Field(alias="_links")
+
+    @property
+    def page_count(self) -> int:
+        return -(-self.total_results // self.page_size) if self.page_size else 0
+
+
+class ErrorMessage(CodatModel):
+    status_code: int | None = None
+    service: str | None = None
+    error: str | None = None
+    correlation_id: str | None = None
+    can_be_retried: str | None = None
+    detailed_error_code: int | None = None
