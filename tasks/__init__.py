@@ -1,0 +1,1 @@
+"""Prefect tasks: each wraps one I/O step (a Codat read, a database transaction) around the core."""

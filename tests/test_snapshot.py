@@ -1,0 +1,118 @@
+"""The connection snapshot: status transitions, last authorization, idempotent bulk upserts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import select
+
+from consent_lifecycle.codat.models import Company
+from consent_lifecycle.db import snapshot as store
+from consent_lifecycle.db.models import Company as CompanyRow
+from consent_lifecycle.db.models import Connection as ConnectionRow
+from consent_lifecycle.snapshot import merge_observation, observe
+
+T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
+CREATED = datetime(2026, 6, 1, tzinfo=UTC)
+COMPANY = "11111111-1111-4111-8111-111111111111"
+ACCOUNTING = "22222222-2222-4222-8222-222222222222"
+BANK = "33333333-3333-4333-8333-333333333333"
+
+
+def company(bank_status: str | None = "Linked", *, region: str = "UK", company_id: str = COMPANY) -> Company:
+    connections = [_connection(ACCOUNTING, "Accounting", "Linked")]
+    if bank_status:
+        connections.append(_connection(BANK, "Banking", bank_status))
+    return Company.model_validate(
+        {
+            "id": company_id, "name": "Acme Ltd", "redirect": f"https://link.codat.io/company/{company_id}",
+            "created": "2026-05-01T00:00:00Z", "tags": {"region": region}, "dataConnections": connections,
+        }
+    )
+
+
+def _connection(connection_id: str, source_type: str, status: str) -> dict:
+    return {
+        "id": connection_id, "integrationId": "44444444-4444-4444-8444-444444444444",
+        "sourceId": "55555555-5555-4555-8555-555555555555", "platformName": "P",
+        "linkUrl": f"https://link-api.codat.io/companies/{COMPANY}/connections/{connection_id}/start",
+        "status": status, "created": CREATED.isoformat(), "sourceType": source_type,
+    }
+
+
+def test_first_seen_linked_counts_as_authorized_when_codat_created_it():
+    merged = merge_observation(pd.DataFrame(), observe([company()]).connections, T0).set_index("id")
+    assert merged.loc[BANK, "last_authorized_at"] == CREATED  # conservative: expiry never estimated late
+    assert merged.loc[BANK, "first_seen_at"] == T0 and merged.loc[BANK, "transition"] == "new"
+
+
+def test_first_seen_not_linked_has_no_authorization():
+    merged = merge_observation(pd.DataFrame(), observe([company("PendingAuth")]).connections, T0).set_index("id")
+    assert pd.isna(merged.loc[BANK, "last_authorized_at"])
+
+
+def test_reauthorization_is_seen_as_a_transition_to_linked():
+    previous = pd.DataFrame(
+        {
+            "id": [BANK, ACCOUNTING], "status": ["Deauthorized", "Linked"],
+            "first_seen_at": [CREATED, CREATED], "status_changed_at": [CREATED, CREATED],
+            "last_authorized_at": [CREATED, CREATED],
+        }
+    )
+    merged = merge_observation(previous, observe([company("Linked")]).connections, T0).set_index("id")
+    assert merged.loc[BANK, "last_authorized_at"] == T0 and merged.loc[BANK, "transition"] == "changed"
+    assert merged.loc[BANK, "status_changed_at"] == T0
+    assert merged.loc[ACCOUNTING, "last_authorized_at"] == CREATED
+    assert merged.loc[ACCOUNTING, "transition"] == "same" and merged.loc[ACCOUNTING, "status_changed_at"] == CREATED
+
+
+def _rows(engine) -> dict[str, ConnectionRow]:
+    with engine.connect() as db:
+        return {row.id: row for row in db.execute(select(ConnectionRow)).all()}
+
+
+def test_apply_is_idempotent_and_tracks_transitions(engine):
+    first = store.apply_observation(engine, observe([company("Linked")]), T0)
+    again = store.apply_observation(engine, observe([company("Linked")]), T0)
+    assert (first.new, first.changed, again.new, again.changed) == (2, 0, 0, 0)
+    assert _rows(engine)[BANK].last_authorized_at == CREATED
+
+    later = T0 + timedelta(days=1)
+    store.apply_observation(engine, observe([company("Deauthorized")]), later)
+    back = T0 + timedelta(days=2)
+    change = store.apply_observation(engine, observe([company("Linked")]), back)
+    rows = _rows(engine)
+    assert change.changed == 1 and rows[BANK].status == "Linked"
+    assert rows[BANK].last_authorized_at == back and rows[BANK].status_changed_at == back
+    assert rows[BANK].first_seen_at == T0 and rows[BANK].last_seen_at == back
+    with engine.connect() as db:
+        stored = db.execute(select(CompanyRow)).one()
+    assert stored.jurisdiction == "uk" and stored.first_seen_at == T0 and stored.last_seen_at == back
+
+
+def test_reconfirmation_survives_a_resync(engine):
+    store.apply_observation(engine, observe([company()]), T0)
+    with engine.begin() as db:
+        db.execute(ConnectionRow.__table__.update().values(last_reconfirmed_at=T0 + timedelta(hours=1)))
+    store.apply_observation(engine, observe([company()]), T0 + timedelta(days=1))
+    assert _rows(engine)[BANK].last_reconfirmed_at == T0 + timedelta(hours=1)
+
+
+def test_a_connection_codat_no_longer_lists_is_marked_deleted(engine):
+    store.apply_observation(engine, observe([company("Linked")]), T0)
+    change = store.apply_observation(engine, observe([company(None)]), T0 + timedelta(days=1))
+    rows = _rows(engine)
+    assert change.vanished == 1 and rows[BANK].deleted_at == T0 + timedelta(days=1)
+    assert rows[ACCOUNTING].deleted_at is None
+    counts = store.connection_counts(engine)
+    assert counts == [{"source_type": "Accounting", "status": "Linked", "connections": 1}]
+
+
+def test_a_company_missing_from_a_full_scan_is_retired(engine):
+    other = "66666666-6666-4666-8666-666666666666"
+    store.apply_observation(engine, observe([company()]), T0)
+    later = T0 + timedelta(days=1)
+    store.apply_observation(engine, observe([company(None, company_id=other).model_copy(update={"data_connections": []})]), later)
+    assert store.retire_unseen_companies(engine, later) == 1
+    assert all(row.deleted_at == later for row in _rows(engine).values())
