@@ -14,6 +14,7 @@ import pytest
 from consent_lifecycle.codat import CodatClient, CodatError, RetryPolicy
 from consent_lifecycle.codat.models import SyncSetting
 from consent_lifecycle.codat.retry import parse_retry_after
+from tests.fixtures_sandbox import sandbox_client
 
 FAST = RetryPolicy(initial_delay=0.01, max_delay=2.0, max_attempts=12)
 
@@ -22,20 +23,13 @@ def client_for(sandbox, **options) -> CodatClient:
     return CodatClient(sandbox.base_url, sandbox.api_key, **({"retry": FAST} | options))
 
 
-def admin(sandbox) -> httpx.Client:
-    return httpx.Client(
-        base_url=sandbox.base_url,
-        headers={"Authorization": "Basic " + base64.b64encode(sandbox.api_key.encode()).decode()},
-    )
-
-
 def requests_seen(sandbox) -> dict:
-    with admin(sandbox) as http:
+    with sandbox_client(sandbox) as http:
         return http.get("/_sandbox/requests").json()
 
 
 def set_faults(sandbox, **faults) -> None:
-    with admin(sandbox) as http:
+    with sandbox_client(sandbox) as http:
         http.post("/_sandbox/faults", json=faults).raise_for_status()
 
 
@@ -197,7 +191,7 @@ def test_a_timeout_is_retried_for_reads_but_not_for_a_create(fresh_sandbox):
 
 
 def test_concurrency_bound_keeps_under_codats_per_company_limit(fresh_sandbox):
-    with admin(fresh_sandbox) as http:
+    with sandbox_client(fresh_sandbox) as http:
         http.post("/_sandbox/limits", json={"concurrent_per_company": 2}).raise_for_status()
     set_faults(fresh_sandbox, latency_ms=50)
 
