@@ -24,7 +24,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(os.environ.get("CODAT_PLATFORM_SPEC", "/work/shared/reference/codat-platform-openapi.json"))
+SPEC_PATH = Path(os.environ.get("CODAT_PLATFORM_SPEC", Path(__file__).parent / "data" / "codat-platform-openapi.json"))
 SPEC_URI = "urn:codat:platform-openapi"
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
