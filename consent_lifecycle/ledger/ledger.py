@@ -1,0 +1,636 @@
+"""The consent ledger: append-only events plus the current state beside them, in one transaction each.
+
+Every write locks the company first (`lock_company`), so concurrent grants, revokes and deletions for one
+company happen in some serial order, and checks what it is asked against the state it finds under that
+lock. Reads of the current state are SQL joins; reads "as of" a past time replay the events alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection as Db
+from sqlalchemy import Engine, delete, insert, select, update
+
+from consent_lifecycle.catalog import Catalog
+from consent_lifecycle.clock import as_utc, iso
+from consent_lifecycle.db.engine import lock_company
+from consent_lifecycle.db.models import (
+    Company,
+    Connection,
+    Consent,
+    ConsentConnection,
+    ConsentDataType,
+    ConsentEvent,
+    LegalHold,
+)
+from consent_lifecycle.ledger.errors import ConsentError
+from consent_lifecycle.ledger.impact import Impact, impact
+from consent_lifecycle.ledger.replay import ConsentState, events_frame, replay
+from consent_lifecycle.ledger.scope import (
+    Scope,
+    check_channel,
+    check_data_types,
+    product_of,
+    resolve_extension,
+    resolve_grant,
+    scope_pairs,
+)
+from consent_lifecycle.ledger.views import ConsentView, entitlement_rows, usable_entitlements
+
+
+class Ledger:
+    def __init__(self, engine: Engine, catalog: Catalog) -> None:
+        self.engine = engine
+        self.catalog = catalog
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    def grant(
+        self,
+        company_id: str,
+        product: str,
+        *,
+        connections: list[str] | None = None,
+        data_types: list[str] | None = None,
+        wording_version: str,
+        actor: str,
+        channel: str,
+        at: datetime,
+        recorded_at: datetime | None = None,
+    ) -> ConsentView:
+        """Record a customer's consent to `product` (GDPR Art. 7(1): who, what, which wording, when)."""
+        spec = product_of(self.catalog, product)
+        check_channel(channel)
+        at = _aware(at)
+        if not wording_version:
+            raise ConsentError("a grant needs the wording version the customer saw")
+        with self.engine.begin() as db:
+            snapshot = self._company(db, company_id, lock=True)
+            current = self._consent(db, company_id, product)
+            if current is not None and current["status"] == "active":
+                raise ConsentError(
+                    f"product {product!r} is already granted for company {company_id}; use `consent extend`"
+                )
+            _not_before(current, at, company_id, product)
+            scope = resolve_grant(spec, company_id, snapshot, data_types, connections)
+            consent_id = current["id"] if current is not None else str(uuid.uuid4())
+            event_id = self._append(
+                db,
+                consent_id,
+                company_id,
+                product,
+                "granted",
+                scope,
+                wording_version,
+                actor,
+                channel,
+                None,
+                at,
+                recorded_at,
+            )
+            values = {
+                "status": "active",
+                "wording_version": wording_version,
+                "actor": actor,
+                "channel": channel,
+                "granted_at": at,
+                "updated_at": at,
+                "revoked_at": None,
+                "last_event_id": event_id,
+            }
+            if current is None:
+                db.execute(
+                    insert(Consent).values(id=consent_id, company_id=company_id, product=product, **values)
+                )
+            else:
+                db.execute(update(Consent).where(Consent.id == consent_id).values(**values))
+                db.execute(delete(ConsentDataType).where(ConsentDataType.consent_id == consent_id))
+                db.execute(delete(ConsentConnection).where(ConsentConnection.consent_id == consent_id))
+            self._add_scope(db, consent_id, scope)
+            return self._view(db, company_id, product)
+
+    def extend(
+        self,
+        company_id: str,
+        product: str,
+        *,
+        connections: list[str] | None = None,
+        data_types: list[str] | None = None,
+        wording_version: str | None = None,
+        actor: str,
+        channel: str,
+        at: datetime,
+        recorded_at: datetime | None = None,
+    ) -> ConsentView:
+        """ "Confirm I'm happy to share additional data": more data types or connections, no re-authorization."""
+        spec = product_of(self.catalog, product)
+        check_channel(channel)
+        at = _aware(at)
+        with self.engine.begin() as db:
+            snapshot = self._company(db, company_id, lock=True)
+            current = self._active(db, company_id, product, "extend")
+            _not_before(current, at, company_id, product)
+            scope = self._scope(db, current["id"])
+            added = resolve_extension(spec, company_id, scope, snapshot, data_types, connections)
+            wording = wording_version or current["wording_version"]
+            event_id = self._append(
+                db,
+                current["id"],
+                company_id,
+                product,
+                "extended",
+                added,
+                wording,
+                actor,
+                channel,
+                None,
+                at,
+                recorded_at,
+            )
+            db.execute(
+                update(Consent)
+                .where(Consent.id == current["id"])
+                .values(updated_at=at, last_event_id=event_id, wording_version=wording)
+            )
+            self._add_scope(db, current["id"], added)
+            return self._view(db, company_id, product)
+
+    def reconfirm(
+        self,
+        company_id: str,
+        product: str,
+        *,
+        actor: str,
+        channel: str,
+        at: datetime,
+        recorded_at: datetime | None = None,
+    ) -> ConsentView:
+        """The Open Banking reconfirmation: the consent stands, and the connections' expiry clock restarts."""
+        product_of(self.catalog, product)
+        check_channel(channel)
+        at = _aware(at)
+        with self.engine.begin() as db:
+            self._company(db, company_id, lock=True)
+            current = self._active(db, company_id, product, "reconfirm")
+            _not_before(current, at, company_id, product)
+            scope = self._scope(db, current["id"])
+            event_id = self._append(
+                db,
+                current["id"],
+                company_id,
+                product,
+                "reconfirmed",
+                Scope(frozenset(), frozenset()),
+                current["wording_version"],
+                actor,
+                channel,
+                None,
+                at,
+                recorded_at,
+            )
+            db.execute(
+                update(Consent)
+                .where(Consent.id == current["id"])
+                .values(updated_at=at, last_event_id=event_id)
+            )
+            if scope.connections:
+                db.execute(
+                    update(Connection)
+                    .where(Connection.id.in_(sorted(scope.connections)))
+                    .values(last_reconfirmed_at=at)
+                )
+            return self._view(db, company_id, product)
+
+    def revoke(
+        self,
+        company_id: str,
+        product: str,
+        *,
+        reason: str,
+        actor: str,
+        channel: str,
+        at: datetime,
+        recorded_at: datetime | None = None,
+    ) -> Impact:
+        """Withdraw consent to `product` (as easy as giving it); returns what that deletes and keeps."""
+        product_of(self.catalog, product)
+        check_channel(channel)
+        at = _aware(at)
+        with self.engine.begin() as db:
+            self._company(db, company_id, lock=True)
+            current = self._active(db, company_id, product, "revoke")
+            _not_before(current, at, company_id, product)
+            effect = self._impact_of_revoke(db, company_id, product, at)
+            scope = self._scope(db, current["id"])
+            event_id = self._append(
+                db,
+                current["id"],
+                company_id,
+                product,
+                "revoked",
+                scope,
+                current["wording_version"],
+                actor,
+                channel,
+                reason,
+                at,
+                recorded_at,
+            )
+            db.execute(
+                update(Consent)
+                .where(Consent.id == current["id"])
+                .values(status="revoked", revoked_at=at, updated_at=at, last_event_id=event_id)
+            )
+            return effect
+
+    def disconnect(
+        self,
+        company_id: str,
+        connection_id: str,
+        *,
+        actor: str,
+        channel: str,
+        at: datetime,
+        reason: str | None = None,
+        recorded_at: datetime | None = None,
+    ) -> Impact:
+        """The customer removes a connection: every product using it loses it, in one transaction."""
+        check_channel(channel)
+        at = _aware(at)
+        with self.engine.begin() as db:
+            snapshot = self._company(db, company_id, lock=True)
+            if connection_id not in set(snapshot["id"]):
+                raise ConsentError(f"connection {connection_id} is not a connection of company {company_id}")
+            users = db.execute(
+                select(Consent.id, Consent.product, Consent.wording_version, Consent.updated_at)
+                .join(ConsentConnection, ConsentConnection.consent_id == Consent.id)
+                .where(
+                    Consent.company_id == company_id,
+                    Consent.status == "active",
+                    ConsentConnection.connection_id == connection_id,
+                )
+                .order_by(Consent.product)
+            ).all()
+            if not users:
+                raise ConsentError(
+                    f"no active consent of company {company_id} uses connection {connection_id}"
+                )
+            for user in users:
+                _not_before({"updated_at": user.updated_at}, at, company_id, user.product)
+            effect = self._impact_of_disconnect(db, company_id, connection_id, at)
+            removed = Scope(frozenset(), frozenset({connection_id}))
+            for user in users:
+                event_id = self._append(
+                    db,
+                    user.id,
+                    company_id,
+                    user.product,
+                    "disconnected",
+                    removed,
+                    user.wording_version,
+                    actor,
+                    channel,
+                    reason,
+                    at,
+                    recorded_at,
+                )
+                db.execute(
+                    update(Consent).where(Consent.id == user.id).values(updated_at=at, last_event_id=event_id)
+                )
+            db.execute(
+                delete(ConsentConnection).where(
+                    ConsentConnection.consent_id.in_([u.id for u in users]),
+                    ConsentConnection.connection_id == connection_id,
+                )
+            )
+            return effect
+
+    # -- impact ---------------------------------------------------------------------------------------
+
+    def impact_of_revoke(self, company_id: str, product: str, at: datetime) -> Impact:
+        product_of(self.catalog, product)
+        with self.engine.connect() as db:
+            self._company(db, company_id)
+            self._active(db, company_id, product, "revoke")
+            return self._impact_of_revoke(db, company_id, product, _aware(at))
+
+    def impact_of_disconnect(self, company_id: str, connection_id: str, at: datetime) -> Impact:
+        with self.engine.connect() as db:
+            snapshot = self._company(db, company_id)
+            if connection_id not in set(snapshot["id"]):
+                raise ConsentError(f"connection {connection_id} is not a connection of company {company_id}")
+            return self._impact_of_disconnect(db, company_id, connection_id, _aware(at))
+
+    def _impact_of_revoke(self, db: Db, company_id: str, product: str, at: datetime) -> Impact:
+        pairs = self._pairs(db, company_id)
+        return impact(company_id, pairs, pairs["product"] == product, self._retention(), at, product=product)
+
+    def _impact_of_disconnect(self, db: Db, company_id: str, connection_id: str, at: datetime) -> Impact:
+        pairs = self._pairs(db, company_id)
+        return impact(
+            company_id,
+            pairs,
+            pairs["connection_id"] == connection_id,
+            self._retention(),
+            at,
+            connection_id=connection_id,
+        )
+
+    def _retention(self) -> dict[str, int]:
+        return {key: p.retention_days for key, p in self.catalog.products.items()}
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def state(self, company_id: str | None = None, as_of: datetime | None = None) -> ConsentState:
+        """Consents (with their data types and connections): current tables, or replayed as of a time."""
+        with self.engine.connect() as db:
+            if as_of is not None:
+                return replay(self._events(db, company_id), _aware(as_of))
+            return self._current(db, company_id)
+
+    def entitlements(self, company_id: str | None = None, as_of: datetime | None = None) -> pd.DataFrame:
+        """(company_id, connection_id, data_type, products): what may be pulled, union over active consents,
+        on connections the snapshot shows Linked and not deleted."""
+        state = self.state(company_id, as_of)
+        with self.engine.connect() as db:
+            snapshot = self._snapshot(db, company_id)
+        return usable_entitlements(state, snapshot)
+
+    def consents(self, company_id: str, as_of: datetime | None = None) -> list[ConsentView]:
+        state = self.state(company_id, as_of)
+        return ConsentView.from_state(state)
+
+    def show(self, company_id: str, as_of: datetime | None = None) -> dict[str, Any]:
+        with self.engine.connect() as db:
+            self._company(db, company_id)
+        return {
+            "company_id": company_id,
+            "as_of": iso(_aware(as_of)) if as_of else None,
+            "consents": [view.as_dict() for view in self.consents(company_id, as_of)],
+            "entitlements": entitlement_rows(self.entitlements(company_id, as_of)),
+        }
+
+    def history(self, company_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as db:
+            self._company(db, company_id)
+            rows = db.execute(
+                select(ConsentEvent.__table__).where(ConsentEvent.company_id == company_id).order_by(ConsentEvent.id)
+            )
+            return [
+                {
+                    "event_id": e.id,
+                    "consent_id": e.consent_id,
+                    "product": e.product,
+                    "event_type": e.event_type,
+                    "data_types": list(e.data_types),
+                    "connection_ids": list(e.connection_ids),
+                    "wording_version": e.wording_version,
+                    "actor": e.actor,
+                    "channel": e.channel,
+                    "reason": e.reason,
+                    "at": iso(e.at),
+                    "recorded_at": iso(e.recorded_at),
+                }
+                for e in rows
+            ]
+
+    # -- legal holds ------------------------------------------------------------------------------------
+
+    def add_hold(
+        self, company_id: str, *, data_type: str | None = None, reason: str, actor: str, at: datetime
+    ) -> int:
+        """Hold a company's data (or one data type of it) against deletion. Holds never affect consent."""
+        if data_type is not None:
+            from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
+
+            if data_type not in DATA_TYPE_SOURCE:
+                raise ConsentError(f"unknown Codat data type {data_type!r}")
+        if not reason or not reason.strip():
+            raise ConsentError("a legal hold needs a reason")
+        with self.engine.begin() as db:
+            self._company(db, company_id, lock=True)
+            result = db.execute(
+                insert(LegalHold).values(
+                    company_id=company_id,
+                    data_type=data_type,
+                    reason=reason,
+                    placed_by=actor,
+                    placed_at=_aware(at),
+                    released_at=None,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def release_hold(self, hold_id: int, *, at: datetime) -> None:
+        with self.engine.begin() as db:
+            hold = db.execute(select(LegalHold.__table__).where(LegalHold.id == hold_id)).one_or_none()
+            if hold is None:
+                raise ConsentError(f"no legal hold with id {hold_id}")
+            if hold.released_at is not None:
+                raise ConsentError(f"legal hold {hold_id} was already released at {iso(hold.released_at)}")
+            db.execute(update(LegalHold).where(LegalHold.id == hold_id).values(released_at=_aware(at)))
+
+    def holds(self, company_id: str | None = None, include_released: bool = False) -> list[dict[str, Any]]:
+        query = select(LegalHold.__table__).order_by(LegalHold.id)
+        if company_id is not None:
+            query = query.where(LegalHold.company_id == company_id)
+        if not include_released:
+            query = query.where(LegalHold.released_at.is_(None))
+        with self.engine.connect() as db:
+            return [
+                {
+                    "hold_id": h.id,
+                    "company_id": h.company_id,
+                    "data_type": h.data_type,
+                    "reason": h.reason,
+                    "placed_by": h.placed_by,
+                    "placed_at": iso(h.placed_at),
+                    "released_at": iso(h.released_at),
+                }
+                for h in db.execute(query)
+            ]
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    def _company(self, db: Db, company_id: str, *, lock: bool = False) -> pd.DataFrame:
+        """Check the company is in the snapshot and return its connections; `lock` it first for a write."""
+        if lock:
+            lock_company(db, company_id)
+        found = db.execute(
+            select(Company.id, Company.deleted_at).where(Company.id == company_id)
+        ).one_or_none()
+        if found is None:
+            raise ConsentError(
+                f"unknown company {company_id}: not in the snapshot (run `consent sync` to read it from Codat)"
+            )
+        if found.deleted_at is not None:
+            raise ConsentError(f"company {company_id} was deleted at Codat on {iso(found.deleted_at)}")
+        return self._snapshot(db, company_id)
+
+    def _snapshot(self, db: Db, company_id: str | None) -> pd.DataFrame:
+        query = select(
+            Connection.id,
+            Connection.company_id,
+            Connection.source_type,
+            Connection.status,
+            Connection.deleted_at,
+        )
+        if company_id is not None:
+            query = query.where(Connection.company_id == company_id)
+        rows = db.execute(query).all()
+        return pd.DataFrame.from_records(
+            rows, columns=["id", "company_id", "source_type", "status", "deleted_at"]
+        )
+
+    def _consent(self, db: Db, company_id: str, product: str) -> dict[str, Any] | None:
+        row = (
+            db.execute(select(Consent.__table__).where(Consent.company_id == company_id, Consent.product == product))
+            .mappings()
+            .one_or_none()
+        )
+        return dict(row) if row is not None else None
+
+    def _active(self, db: Db, company_id: str, product: str, action: str) -> dict[str, Any]:
+        current = self._consent(db, company_id, product)
+        if current is None or current["status"] != "active":
+            state = "was revoked" if current is not None else "was never granted"
+            raise ConsentError(f"cannot {action} {product!r} for company {company_id}: it {state}")
+        return current
+
+    def _scope(self, db: Db, consent_id: str) -> Scope:
+        types = db.execute(
+            select(ConsentDataType.data_type).where(ConsentDataType.consent_id == consent_id)
+        ).scalars()
+        conns = db.execute(
+            select(ConsentConnection.connection_id).where(ConsentConnection.consent_id == consent_id)
+        ).scalars()
+        return Scope(frozenset(types), frozenset(conns))
+
+    def _add_scope(self, db: Db, consent_id: str, scope: Scope) -> None:
+        if scope.data_types:
+            db.execute(
+                insert(ConsentDataType),
+                [{"consent_id": consent_id, "data_type": d} for d in sorted(scope.data_types)],
+            )
+        if scope.connections:
+            db.execute(
+                insert(ConsentConnection),
+                [{"consent_id": consent_id, "connection_id": c} for c in sorted(scope.connections)],
+            )
+
+    def _append(
+        self,
+        db: Db,
+        consent_id: str,
+        company_id: str,
+        product: str,
+        event_type: str,
+        scope: Scope,
+        wording_version: str | None,
+        actor: str,
+        channel: str,
+        reason: str | None,
+        at: datetime,
+        recorded_at: datetime | None,
+    ) -> int:
+        result = db.execute(
+            insert(ConsentEvent).values(
+                consent_id=consent_id,
+                company_id=company_id,
+                product=product,
+                event_type=event_type,
+                data_types=sorted(scope.data_types),
+                connection_ids=sorted(scope.connections),
+                wording_version=wording_version,
+                actor=actor,
+                channel=channel,
+                reason=reason,
+                at=at,
+                recorded_at=_aware(recorded_at) if recorded_at else at,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    def _view(self, db: Db, company_id: str, product: str) -> ConsentView:
+        views = ConsentView.from_state(self._current(db, company_id))
+        return next(v for v in views if v.product == product)
+
+    def _current(self, db: Db, company_id: str | None) -> ConsentState:
+        consents = select(
+            Consent.id.label("consent_id"),
+            Consent.company_id,
+            Consent.product,
+            Consent.status,
+            Consent.granted_at,
+            Consent.revoked_at,
+            Consent.updated_at,
+            Consent.wording_version,
+            Consent.actor,
+            Consent.channel,
+        )
+        types = select(ConsentDataType.consent_id, ConsentDataType.data_type).join(
+            Consent, Consent.id == ConsentDataType.consent_id
+        )
+        conns = select(ConsentConnection.consent_id, ConsentConnection.connection_id).join(
+            Consent, Consent.id == ConsentConnection.consent_id
+        )
+        if company_id is not None:
+            consents = consents.where(Consent.company_id == company_id)
+            types = types.where(Consent.company_id == company_id)
+            conns = conns.where(Consent.company_id == company_id)
+        return ConsentState(
+            consents=_frame(db, consents), data_types=_frame(db, types), connections=_frame(db, conns)
+        )
+
+    def _events(self, db: Db, company_id: str | None) -> pd.DataFrame:
+        query = select(
+            ConsentEvent.id,
+            ConsentEvent.consent_id,
+            ConsentEvent.company_id,
+            ConsentEvent.product,
+            ConsentEvent.event_type,
+            ConsentEvent.data_types,
+            ConsentEvent.connection_ids,
+            ConsentEvent.at,
+        ).order_by(ConsentEvent.id)
+        if company_id is not None:
+            query = query.where(ConsentEvent.company_id == company_id)
+        return events_frame([tuple(row) for row in db.execute(query).all()])
+
+    def _pairs(self, db: Db, company_id: str) -> pd.DataFrame:
+        """The company's active consent pairs (product, connection_id, data_type), whatever the status."""
+        state = self._current(db, company_id)
+        active = state.consents[state.consents["status"] == "active"][["consent_id", "product"]]
+        connections = state.connections.merge(active, on="consent_id")
+        return scope_pairs(state.data_types, connections, self._snapshot(db, company_id))[
+            ["product", "connection_id", "data_type"]
+        ]
+
+
+def _frame(db: Db, query: Any) -> pd.DataFrame:
+    result = db.execute(query)
+    return pd.DataFrame.from_records(result.all(), columns=list(result.keys()))
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ConsentError(f"time {value.isoformat()} has no time zone: give it in UTC (e.g. with a Z)")
+    return as_utc(value)
+
+
+def _not_before(current: dict[str, Any] | None, at: datetime, company_id: str, product: str) -> None:
+    """Refuse an event dated before the consent's last one: the ledger is a history, not a draft."""
+    if current is None:
+        return
+    last = as_utc(current["updated_at"])
+    if at < last:
+        raise ConsentError(
+            f"--at {iso(at)} is earlier than the last event of {product!r} for company {company_id} ({iso(last)})"
+        )
+
+
+__all__ = ["Ledger", "check_data_types"]

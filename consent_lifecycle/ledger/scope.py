@@ -1,0 +1,148 @@
+"""What a grant or an extension covers: data types and connections, resolved and checked. Pure functions.
+
+A consent's scope is a set of data types and a set of connections; the (connection, data type) pairs it
+covers are those whose source types match (an accounting connection carries `invoices`, a banking one
+`banking-transactions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from consent_lifecycle.catalog import Catalog, CatalogError, Product
+from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
+from consent_lifecycle.ledger.errors import ConsentError
+
+CHANNELS = ("ui", "api", "cli")
+
+
+@dataclass(frozen=True)
+class Scope:
+    data_types: frozenset[str]
+    connections: frozenset[str]
+
+
+def product_of(catalog: Catalog, key: str) -> Product:
+    try:
+        return catalog.product(key)
+    except CatalogError as exc:
+        raise ConsentError(str(exc)) from None
+
+
+def check_channel(channel: str) -> None:
+    if channel not in CHANNELS:
+        raise ConsentError(f"unknown channel {channel!r}: expected one of {', '.join(CHANNELS)}")
+
+
+def check_data_types(product: Product, data_types: Iterable[str]) -> frozenset[str]:
+    wanted = frozenset(data_types)
+    unknown = sorted(wanted - DATA_TYPE_SOURCE.keys())
+    if unknown:
+        raise ConsentError(f"unknown Codat data type {unknown[0]!r}")
+    undeclared = sorted(wanted - product.data_types)
+    if undeclared:
+        raise ConsentError(
+            f"product {product.key!r} does not declare data type {undeclared[0]!r} "
+            f"(it declares: {', '.join(sorted(product.data_types))})"
+        )
+    return wanted
+
+
+def check_connections(
+    company_id: str, connection_ids: Iterable[str], data_types: frozenset[str], connections: pd.DataFrame
+) -> frozenset[str]:
+    """Each named connection must be the company's, still listed, and carry at least one of `data_types`.
+
+    `connections`: the company's snapshot rows (id, source_type, status, deleted_at).
+    """
+    wanted = frozenset(connection_ids)
+    known = connections.set_index("id")
+    sources = {DATA_TYPE_SOURCE[d] for d in data_types}
+    for connection_id in sorted(wanted):
+        if connection_id not in known.index:
+            raise ConsentError(
+                f"connection {connection_id} is not a connection of company {company_id} in the snapshot "
+                "(run `consent sync` if it was linked recently)"
+            )
+        row = known.loc[connection_id]
+        if pd.notna(row["deleted_at"]):
+            raise ConsentError(f"connection {connection_id} was deleted at Codat")
+        if row["source_type"] not in sources:
+            raise ConsentError(
+                f"connection {connection_id} is a {row['source_type']} connection; none of the data types "
+                f"{', '.join(sorted(data_types))} comes from {row['source_type']}"
+            )
+    return wanted
+
+
+def default_connections(data_types: frozenset[str], connections: pd.DataFrame) -> frozenset[str]:
+    """The company's Linked, listed connections whose source type carries some of `data_types`."""
+    sources = {DATA_TYPE_SOURCE[d] for d in data_types}
+    usable = connections[
+        (connections["status"] == "Linked")
+        & connections["deleted_at"].isna()
+        & connections["source_type"].isin(sources)
+    ]
+    return frozenset(usable["id"])
+
+
+def resolve_grant(
+    product: Product,
+    company_id: str,
+    connections: pd.DataFrame,
+    data_types: Iterable[str] | None,
+    connection_ids: Iterable[str] | None,
+) -> Scope:
+    """A grant's scope: the product's required types by default, the matching Linked connections by default."""
+    types = check_data_types(product, data_types) if data_types else product.required
+    if connection_ids:
+        chosen = check_connections(company_id, connection_ids, types, connections)
+    else:
+        chosen = default_connections(types, connections)
+        if not chosen:
+            sources = sorted({DATA_TYPE_SOURCE[d] for d in types})
+            raise ConsentError(
+                f"company {company_id} has no Linked {'/'.join(sources)} connection for product {product.key!r}; "
+                "link one (then `consent sync`) or name one with --connection"
+            )
+    return Scope(types, chosen)
+
+
+def resolve_extension(
+    product: Product,
+    company_id: str,
+    current: Scope,
+    connections: pd.DataFrame,
+    data_types: Iterable[str] | None,
+    connection_ids: Iterable[str] | None,
+) -> Scope:
+    """What an extension adds to `current` (only the new part); refused when it adds nothing."""
+    types = check_data_types(product, data_types or ())
+    combined_types = current.data_types | types
+    chosen = check_connections(company_id, connection_ids or (), combined_types, connections)
+    added = Scope(types - current.data_types, chosen - current.connections)
+    if not added.data_types and not added.connections:
+        raise ConsentError(
+            f"extending {product.key!r} for company {company_id} adds nothing: "
+            "name a new --data-type or --connection"
+        )
+    return added
+
+
+def scope_pairs(data_types: pd.DataFrame, connections: pd.DataFrame, snapshot: pd.DataFrame) -> pd.DataFrame:
+    """(consent, connection, data type) pairs a scope covers: one join, source types matched.
+
+    data_types: consent_id, data_type; connections: consent_id, connection_id (plus any consent columns,
+    e.g. company_id and product, carried on `connections`); snapshot: id, source_type.
+    """
+    kinds = pd.DataFrame(
+        {"data_type": list(DATA_TYPE_SOURCE), "source_type": list(DATA_TYPE_SOURCE.values())}
+    )
+    typed = data_types.merge(kinds, on="data_type")
+    linked = connections.merge(
+        snapshot[["id", "source_type"]].rename(columns={"id": "connection_id"}), on="connection_id"
+    )
+    return linked.merge(typed, on=["consent_id", "source_type"]).drop(columns="source_type")

@@ -1,0 +1,99 @@
+"""Read models of the ledger: consents as a user sees them, and entitlements (what may be pulled)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from consent_lifecycle.clock import iso
+from consent_lifecycle.ledger.replay import ConsentState
+from consent_lifecycle.ledger.scope import scope_pairs
+
+ENTITLEMENT_COLUMNS = ["company_id", "connection_id", "data_type", "products"]
+
+
+@dataclass(frozen=True)
+class ConsentView:
+    consent_id: str
+    company_id: str
+    product: str
+    status: str
+    data_types: tuple[str, ...]
+    connections: tuple[str, ...]
+    granted_at: datetime
+    revoked_at: datetime | None
+    updated_at: datetime
+    wording_version: str | None = None
+    actor: str | None = None
+    channel: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "consent_id": self.consent_id,
+            "product": self.product,
+            "status": self.status,
+            "data_types": list(self.data_types),
+            "connections": list(self.connections),
+            "granted_at": iso(self.granted_at),
+            "revoked_at": iso(self.revoked_at),
+            "updated_at": iso(self.updated_at),
+            "wording_version": self.wording_version,
+            "actor": self.actor,
+            "channel": self.channel,
+        }
+
+    @classmethod
+    def from_state(cls, state: ConsentState) -> list[ConsentView]:
+        types = state.data_types.groupby("consent_id")["data_type"].agg(lambda s: tuple(sorted(s)))
+        conns = state.connections.groupby("consent_id")["connection_id"].agg(lambda s: tuple(sorted(s)))
+        consents = state.consents.sort_values(["company_id", "product"])
+        extra = {"wording_version", "actor", "channel"} & set(consents.columns)
+        return [
+            cls(
+                consent_id=row["consent_id"],
+                company_id=row["company_id"],
+                product=row["product"],
+                status=row["status"],
+                data_types=types.get(row["consent_id"], ()),
+                connections=conns.get(row["consent_id"], ()),
+                granted_at=_time(row["granted_at"]),
+                revoked_at=_time(row["revoked_at"]),
+                updated_at=_time(row["updated_at"]),
+                **{key: row[key] for key in extra},
+            )
+            for row in consents.to_dict("records")
+        ]
+
+
+def usable_entitlements(state: ConsentState, snapshot: pd.DataFrame) -> pd.DataFrame:
+    """Union over active consents of their (connection, data type) pairs, on connections that are Linked
+    and not deleted in the snapshot: one join and one group-by."""
+    active = state.consents[state.consents["status"] == "active"][["consent_id", "company_id", "product"]]
+    usable = snapshot[(snapshot["status"] == "Linked") & snapshot["deleted_at"].isna()]
+    connections = state.connections.merge(active, on="consent_id")
+    pairs = scope_pairs(state.data_types, connections, usable)
+    if pairs.empty:
+        return pd.DataFrame(columns=ENTITLEMENT_COLUMNS)
+    grouped = (
+        pairs.groupby(["company_id", "connection_id", "data_type"])["product"]
+        .agg(lambda s: tuple(sorted(set(s))))
+        .rename("products")
+        .reset_index()
+    )
+    return grouped.sort_values(ENTITLEMENT_COLUMNS[:3]).reset_index(drop=True)
+
+
+def entitlement_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {"connection_id": r["connection_id"], "data_type": r["data_type"], "products": list(r["products"])}
+        for r in frame.to_dict("records")
+    ]
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None or pd.isna(value):
+        return None
+    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
