@@ -138,9 +138,9 @@ class ConsentEvent(Base):
     company_id: Mapped[str] = mapped_column(String(ID))
     product: Mapped[str] = mapped_column(String(KEY))
     event_type: Mapped[str] = mapped_column(String(16))
-    #: the consent's data types after this event (sorted keys)
+    #: granted: the scope granted; extended: the data types added; revoked: the scope withdrawn (sorted keys)
     data_types: Mapped[list[str]]
-    #: the consent's connection ids after this event
+    #: granted/revoked: the scope's connections; extended: those added; disconnected: those removed
     connection_ids: Mapped[list[str]]
     wording_version: Mapped[str | None] = mapped_column(String(KEY))
     actor: Mapped[str] = mapped_column(String(NAME))

@@ -33,6 +33,7 @@ from consent_lifecycle.ledger.replay import ConsentState, events_frame, replay
 from consent_lifecycle.ledger.scope import (
     Scope,
     check_channel,
+    check_data_type_key,
     check_data_types,
     product_of,
     resolve_extension,
@@ -264,7 +265,10 @@ class Ledger:
         with self.engine.begin() as db:
             snapshot = self._company(db, company_id, lock=True)
             if connection_id not in set(snapshot["id"]):
-                raise ConsentError(f"connection {connection_id} is not a connection of company {company_id}")
+                raise ConsentError(
+                    f"connection {connection_id} is not a connection of company {company_id} in the snapshot "
+                    "(run `consent sync` if it was linked recently)"
+                )
             users = db.execute(
                 select(Consent.id, Consent.product, Consent.wording_version, Consent.updated_at)
                 .join(ConsentConnection, ConsentConnection.consent_id == Consent.id)
@@ -322,7 +326,10 @@ class Ledger:
         with self.engine.connect() as db:
             snapshot = self._company(db, company_id)
             if connection_id not in set(snapshot["id"]):
-                raise ConsentError(f"connection {connection_id} is not a connection of company {company_id}")
+                raise ConsentError(
+                    f"connection {connection_id} is not a connection of company {company_id} in the snapshot "
+                    "(run `consent sync` if it was linked recently)"
+                )
             return self._impact_of_disconnect(db, company_id, connection_id, _aware(at))
 
     def _impact_of_revoke(self, db: Db, company_id: str, product: str, at: datetime) -> Impact:
@@ -405,10 +412,7 @@ class Ledger:
     ) -> int:
         """Hold a company's data (or one data type of it) against deletion. Holds never affect consent."""
         if data_type is not None:
-            from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
-
-            if data_type not in DATA_TYPE_SOURCE:
-                raise ConsentError(f"unknown Codat data type {data_type!r}")
+            check_data_type_key(data_type)
         if not reason or not reason.strip():
             raise ConsentError("a legal hold needs a reason")
         with self.engine.begin() as db:
@@ -430,6 +434,10 @@ class Ledger:
             hold = db.execute(select(LegalHold.__table__).where(LegalHold.id == hold_id)).one_or_none()
             if hold is None:
                 raise ConsentError(f"no legal hold with id {hold_id}")
+            if _aware(at) < hold.placed_at:
+                raise ConsentError(
+                    f"--at {iso(_aware(at))} is before legal hold {hold_id} was placed ({iso(hold.placed_at)})"
+                )
             if hold.released_at is not None:
                 raise ConsentError(f"legal hold {hold_id} was already released at {iso(hold.released_at)}")
             db.execute(update(LegalHold).where(LegalHold.id == hold_id).values(released_at=_aware(at)))
@@ -467,7 +475,7 @@ class Ledger:
             raise ConsentError(
                 f"unknown company {company_id}: not in the snapshot (run `consent sync` to read it from Codat)"
             )
-        if found.deleted_at is not None:
+        if found.deleted_at is not None and lock:  # its history stays readable
             raise ConsentError(f"company {company_id} was deleted at Codat on {iso(found.deleted_at)}")
         return self._snapshot(db, company_id)
 

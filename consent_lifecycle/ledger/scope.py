@@ -7,6 +7,7 @@ covers are those whose source types match (an accounting connection carries `inv
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -37,11 +38,17 @@ def check_channel(channel: str) -> None:
         raise ConsentError(f"unknown channel {channel!r}: expected one of {', '.join(CHANNELS)}")
 
 
+def check_data_type_key(key: str) -> str:
+    """`key` if it is a Codat data type; else an error naming it, with the closest key as a hint."""
+    if key not in DATA_TYPE_SOURCE:
+        close = difflib.get_close_matches(key, list(DATA_TYPE_SOURCE), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConsentError(f"unknown Codat data type {key!r}{hint}")
+    return key
+
+
 def check_data_types(product: Product, data_types: Iterable[str]) -> frozenset[str]:
-    wanted = frozenset(data_types)
-    unknown = sorted(wanted - DATA_TYPE_SOURCE.keys())
-    if unknown:
-        raise ConsentError(f"unknown Codat data type {unknown[0]!r}")
+    wanted = frozenset(check_data_type_key(key) for key in data_types)
     undeclared = sorted(wanted - product.data_types)
     if undeclared:
         raise ConsentError(
