@@ -35,6 +35,7 @@ from consent_lifecycle.ledger.scope import (
     check_channel,
     check_data_type_key,
     check_data_types,
+    check_known_connection,
     product_of,
     resolve_extension,
     resolve_grant,
@@ -138,24 +139,18 @@ class Ledger:
             scope = self._scope(db, current["id"])
             added = resolve_extension(spec, company_id, scope, snapshot, data_types, connections)
             wording = wording_version or current["wording_version"]
-            event_id = self._append(
+            self._record(
                 db,
                 current["id"],
                 company_id,
                 product,
                 "extended",
                 added,
-                wording,
-                actor,
-                channel,
-                None,
-                at,
-                recorded_at,
-            )
-            db.execute(
-                update(Consent)
-                .where(Consent.id == current["id"])
-                .values(updated_at=at, last_event_id=event_id, wording_version=wording)
+                wording_version=wording,
+                actor=actor,
+                channel=channel,
+                at=at,
+                recorded_at=recorded_at,
             )
             self._add_scope(db, current["id"], added)
             return self._view(db, company_id, product)
@@ -179,24 +174,18 @@ class Ledger:
             current = self._active(db, company_id, product, "reconfirm")
             _not_before(current, at, company_id, product)
             scope = self._scope(db, current["id"])
-            event_id = self._append(
+            self._record(
                 db,
                 current["id"],
                 company_id,
                 product,
                 "reconfirmed",
                 Scope(frozenset(), frozenset()),
-                current["wording_version"],
-                actor,
-                channel,
-                None,
-                at,
-                recorded_at,
-            )
-            db.execute(
-                update(Consent)
-                .where(Consent.id == current["id"])
-                .values(updated_at=at, last_event_id=event_id)
+                wording_version=current["wording_version"],
+                actor=actor,
+                channel=channel,
+                at=at,
+                recorded_at=recorded_at,
             )
             if scope.connections:
                 db.execute(
@@ -227,24 +216,21 @@ class Ledger:
             _not_before(current, at, company_id, product)
             effect = self._impact_of_revoke(db, company_id, product, at)
             scope = self._scope(db, current["id"])
-            event_id = self._append(
+            self._record(
                 db,
                 current["id"],
                 company_id,
                 product,
                 "revoked",
                 scope,
-                current["wording_version"],
-                actor,
-                channel,
-                reason,
-                at,
-                recorded_at,
-            )
-            db.execute(
-                update(Consent)
-                .where(Consent.id == current["id"])
-                .values(status="revoked", revoked_at=at, updated_at=at, last_event_id=event_id)
+                wording_version=current["wording_version"],
+                actor=actor,
+                channel=channel,
+                reason=reason,
+                at=at,
+                recorded_at=recorded_at,
+                status="revoked",
+                revoked_at=at,
             )
             return effect
 
@@ -264,11 +250,7 @@ class Ledger:
         at = _aware(at)
         with self.engine.begin() as db:
             snapshot = self._company(db, company_id, lock=True)
-            if connection_id not in set(snapshot["id"]):
-                raise ConsentError(
-                    f"connection {connection_id} is not a connection of company {company_id} in the snapshot "
-                    "(run `consent sync` if it was linked recently)"
-                )
+            check_known_connection(company_id, connection_id, snapshot)
             users = db.execute(
                 select(Consent.id, Consent.product, Consent.wording_version, Consent.updated_at)
                 .join(ConsentConnection, ConsentConnection.consent_id == Consent.id)
@@ -288,22 +270,19 @@ class Ledger:
             effect = self._impact_of_disconnect(db, company_id, connection_id, at)
             removed = Scope(frozenset(), frozenset({connection_id}))
             for user in users:
-                event_id = self._append(
+                self._record(
                     db,
                     user.id,
                     company_id,
                     user.product,
                     "disconnected",
                     removed,
-                    user.wording_version,
-                    actor,
-                    channel,
-                    reason,
-                    at,
-                    recorded_at,
-                )
-                db.execute(
-                    update(Consent).where(Consent.id == user.id).values(updated_at=at, last_event_id=event_id)
+                    wording_version=user.wording_version,
+                    actor=actor,
+                    channel=channel,
+                    reason=reason,
+                    at=at,
+                    recorded_at=recorded_at,
                 )
             db.execute(
                 delete(ConsentConnection).where(
@@ -325,11 +304,7 @@ class Ledger:
     def impact_of_disconnect(self, company_id: str, connection_id: str, at: datetime) -> Impact:
         with self.engine.connect() as db:
             snapshot = self._company(db, company_id)
-            if connection_id not in set(snapshot["id"]):
-                raise ConsentError(
-                    f"connection {connection_id} is not a connection of company {company_id} in the snapshot "
-                    "(run `consent sync` if it was linked recently)"
-                )
+            check_known_connection(company_id, connection_id, snapshot)
             return self._impact_of_disconnect(db, company_id, connection_id, _aware(at))
 
     def _impact_of_revoke(self, db: Db, company_id: str, product: str, at: datetime) -> Impact:
@@ -385,7 +360,9 @@ class Ledger:
         with self.engine.connect() as db:
             self._company(db, company_id)
             rows = db.execute(
-                select(ConsentEvent.__table__).where(ConsentEvent.company_id == company_id).order_by(ConsentEvent.id)
+                select(ConsentEvent.__table__)
+                .where(ConsentEvent.company_id == company_id)
+                .order_by(ConsentEvent.id)
             )
             return [
                 {
@@ -496,7 +473,9 @@ class Ledger:
 
     def _consent(self, db: Db, company_id: str, product: str) -> dict[str, Any] | None:
         row = (
-            db.execute(select(Consent.__table__).where(Consent.company_id == company_id, Consent.product == product))
+            db.execute(
+                select(Consent.__table__).where(Consent.company_id == company_id, Consent.product == product)
+            )
             .mappings()
             .one_or_none()
         )
@@ -529,6 +508,45 @@ class Ledger:
                 insert(ConsentConnection),
                 [{"consent_id": consent_id, "connection_id": c} for c in sorted(scope.connections)],
             )
+
+    def _record(
+        self,
+        db: Db,
+        consent_id: str,
+        company_id: str,
+        product: str,
+        event_type: str,
+        scope: Scope,
+        *,
+        wording_version: str | None,
+        actor: str,
+        channel: str,
+        at: datetime,
+        recorded_at: datetime | None,
+        reason: str | None = None,
+        **consent: Any,
+    ) -> int:
+        """Append an event to an existing consent and move its current state along (plus `consent` values)."""
+        event_id = self._append(
+            db,
+            consent_id,
+            company_id,
+            product,
+            event_type,
+            scope,
+            wording_version,
+            actor,
+            channel,
+            reason,
+            at,
+            recorded_at,
+        )
+        db.execute(
+            update(Consent)
+            .where(Consent.id == consent_id)
+            .values(updated_at=at, last_event_id=event_id, **consent)
+        )
+        return event_id
 
     def _append(
         self,

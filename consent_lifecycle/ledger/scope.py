@@ -58,6 +58,15 @@ def check_data_types(product: Product, data_types: Iterable[str]) -> frozenset[s
     return wanted
 
 
+def check_known_connection(company_id: str, connection_id: str, connections: pd.DataFrame) -> None:
+    """`connection_id` must be one of the company's connections in the snapshot (`connections`: its rows)."""
+    if connection_id not in set(connections["id"]):
+        raise ConsentError(
+            f"connection {connection_id} is not a connection of company {company_id} in the snapshot "
+            "(run `consent sync` if it was linked recently)"
+        )
+
+
 def check_connections(
     company_id: str, connection_ids: Iterable[str], data_types: frozenset[str], connections: pd.DataFrame
 ) -> frozenset[str]:
@@ -69,11 +78,7 @@ def check_connections(
     known = connections.set_index("id")
     sources = {DATA_TYPE_SOURCE[d] for d in data_types}
     for connection_id in sorted(wanted):
-        if connection_id not in known.index:
-            raise ConsentError(
-                f"connection {connection_id} is not a connection of company {company_id} in the snapshot "
-                "(run `consent sync` if it was linked recently)"
-            )
+        check_known_connection(company_id, connection_id, connections)
         row = known.loc[connection_id]
         if pd.notna(row["deleted_at"]):
             raise ConsentError(f"connection {connection_id} was deleted at Codat")
