@@ -1,0 +1,77 @@
+"""When each connection's consent expires, and what that makes it now. Pure, set-wise, `now` explicit.
+
+Codat gives no expiry time: a connection's consent is renewed when it is authorized (first seen Linked, or
+seen going back to Linked) and, under a `reconfirmation` policy (UK AISP, 90 days), when the customer
+reconfirms; it expires a policy period later. Classes, first match wins:
+
+- `unlinked`: the client unlinked it (status Unlinked);   - `pending`: authorization never finished;
+- `expired`: status Deauthorized, or past `expires_at`;
+- `expiring`: within the largest warning lead time of `expires_at` (`threshold_days` = the smallest lead
+  time already reached, e.g. 7 then 1);
+- `stale`: Linked, no expiry policy (accounting), and no sync for `stale_after_days` (platforms revoke
+  tokens around 90 days without one);
+- `healthy`: the rest.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from consent_lifecycle.catalog import Catalog
+
+CLASSES = ("healthy", "expiring", "expired", "stale", "pending", "unlinked")
+#: what `classify` reads: one row per connection
+INPUT_COLUMNS = [
+    "id", "company_id", "source_type", "status", "jurisdiction", "created_at", "last_sync_at",
+    "last_authorized_at", "last_reconfirmed_at",
+]
+
+
+def policies_for(catalog: Catalog, connections: pd.DataFrame) -> pd.DataFrame:
+    """The policy of each (source type, jurisdiction) pair present: one lookup per pair, not per row."""
+    pairs = connections[["source_type", "jurisdiction"]].drop_duplicates()
+    rows = []
+    for source_type, jurisdiction in pairs.itertuples(index=False):  # a handful of distinct pairs
+        policy = catalog.policy_for(source_type, None if pd.isna(jurisdiction) else jurisdiction)
+        rows.append(
+            (source_type, jurisdiction, policy.period_days if policy else np.nan, policy.basis if policy else None)
+        )
+    return pd.DataFrame(rows, columns=["source_type", "jurisdiction", "period_days", "basis"])
+
+
+def classify(connections: pd.DataFrame, catalog: Catalog, now: datetime) -> pd.DataFrame:
+    """`connections` (INPUT_COLUMNS) plus renewed_at, expires_at, days_left, expiry_class, threshold_days."""
+    now_ts = pd.Timestamp(now)
+    frame = connections.copy()
+    frame["jurisdiction"] = frame["jurisdiction"].astype(object).where(frame["jurisdiction"].notna(), None)
+    frame = frame.merge(policies_for(catalog, frame), on=["source_type", "jurisdiction"], how="left")
+
+    authorized = frame["last_authorized_at"].fillna(frame["created_at"])
+    reconfirmed = frame["last_reconfirmed_at"].where(frame["basis"] == "reconfirmation")
+    frame["renewed_at"] = authorized.where(~(reconfirmed > authorized), reconfirmed)
+    frame["expires_at"] = frame["renewed_at"] + pd.to_timedelta(frame["period_days"], unit="D")
+    frame["days_left"] = (frame["expires_at"] - now_ts) / pd.Timedelta(days=1)
+
+    leads = sorted(catalog.warning_lead_days)  # ascending, e.g. [1, 7]
+    status = frame["status"]
+    has_policy = frame["period_days"].notna()
+    linked = status == "Linked"
+    last_activity = frame["last_sync_at"].fillna(frame["created_at"])
+    stale_for = (now_ts - last_activity) / pd.Timedelta(days=1)
+    conditions = [
+        status == "Unlinked",
+        status == "PendingAuth",
+        (status == "Deauthorized") | (linked & has_policy & (frame["days_left"] <= 0)),
+        linked & has_policy & (frame["days_left"] <= max(leads)),
+        linked & ~has_policy & (stale_for >= catalog.stale_after_days),
+    ]
+    frame["expiry_class"] = np.select(conditions, ["unlinked", "pending", "expired", "expiring", "stale"], "healthy")
+
+    # the smallest lead time already reached: bins (0, 1] -> 1, (1, 7] -> 7
+    expiring = frame["expiry_class"] == "expiring"
+    bins = pd.cut(frame["days_left"].where(expiring), bins=[0, *leads], labels=leads, right=True)
+    frame["threshold_days"] = pd.array(bins.astype("float"), dtype="Int64")
+    return frame

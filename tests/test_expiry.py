@@ -1,0 +1,73 @@
+"""The expiry model (issue 4, first part): the seed's UK 90-day and EU 180-day cases, as plain data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from consent_lifecycle.catalog import load_catalog
+from consent_lifecycle.expiry import classify
+
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+CATALOG = load_catalog()
+
+
+def connection(source_type="Banking", status="Linked", *, authorized_days_ago=None, reconfirmed_days_ago=None,
+               synced_days_ago=1, jurisdiction="uk", created_days_ago=300) -> dict:
+    ago = lambda days: NOW - timedelta(days=days) if days is not None else None
+    return {
+        "id": "c", "company_id": "k", "source_type": source_type, "status": status, "jurisdiction": jurisdiction,
+        "created_at": ago(created_days_ago), "last_sync_at": ago(synced_days_ago),
+        "last_authorized_at": ago(authorized_days_ago), "last_reconfirmed_at": ago(reconfirmed_days_ago),
+    }
+
+
+def classified(*rows: dict) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows))
+    for column in ("created_at", "last_sync_at", "last_authorized_at", "last_reconfirmed_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return classify(frame, CATALOG, NOW)
+
+
+@pytest.mark.parametrize(
+    ("row", "expected_class", "threshold"),
+    [
+        (connection(authorized_days_ago=10), "healthy", None),
+        (connection(authorized_days_ago=84), "expiring", 7),  # 6 days left under the UK 90 days
+        (connection(authorized_days_ago=89), "expiring", 1),
+        (connection(authorized_days_ago=91), "expired", None),
+        (connection(authorized_days_ago=91, reconfirmed_days_ago=11), "healthy", None),  # reconfirmed at day 80
+        (connection(authorized_days_ago=91, jurisdiction="eu"), "healthy", None),  # EU: 180 days
+        (connection(authorized_days_ago=175, reconfirmed_days_ago=5, jurisdiction="eu"), "expiring", 7),
+        (connection(authorized_days_ago=91, jurisdiction=None), "expired", None),  # default jurisdiction: uk
+        (connection(status="Deauthorized", authorized_days_ago=5), "expired", None),
+        (connection(status="PendingAuth"), "pending", None),
+        (connection(status="Unlinked", authorized_days_ago=200), "unlinked", None),
+        (connection("Accounting", synced_days_ago=61), "stale", None),
+        (connection("Accounting", synced_days_ago=59), "healthy", None),
+        (connection("Accounting", authorized_days_ago=400, synced_days_ago=2), "healthy", None),  # no policy
+        (connection(authorized_days_ago=None, created_days_ago=85), "expiring", 7),  # never seen authorized
+    ],
+    ids=["healthy", "7-day", "1-day", "expired", "reconfirmed", "eu-180", "eu-no-reconfirm", "default-uk",
+         "deauthorized", "pending", "unlinked", "stale", "fresh-accounting", "accounting-no-expiry", "created"],
+)
+def test_classes_and_thresholds(row, expected_class, threshold):
+    result = classified(row).iloc[0]
+    assert result["expiry_class"] == expected_class
+    assert (None if pd.isna(result["threshold_days"]) else int(result["threshold_days"])) == threshold
+
+
+def test_reconfirming_at_day_80_moves_expiry_to_day_170():
+    linked = NOW - timedelta(days=91)
+    result = classified(connection(authorized_days_ago=91, reconfirmed_days_ago=11)).iloc[0]
+    assert result["expires_at"] == linked + timedelta(days=170)
+
+
+def test_one_frame_many_connections_is_one_pass():
+    rows = [connection(authorized_days_ago=d) | {"id": f"c{d}"} for d in range(100)]
+    result = classified(*rows).set_index("id")
+    counts = result["expiry_class"].value_counts().to_dict()
+    assert counts == {"healthy": 83, "expiring": 7, "expired": 10}
+    assert result.loc["c83", "threshold_days"] == 7 and result.loc["c89", "threshold_days"] == 1
