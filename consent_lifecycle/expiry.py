@@ -75,3 +75,35 @@ def classify(connections: pd.DataFrame, catalog: Catalog, now: datetime) -> pd.D
     bins = pd.cut(frame["days_left"].where(expiring), bins=[0, *leads], labels=leads, right=True)
     frame["threshold_days"] = pd.array(bins.astype("float"), dtype="Int64")
     return frame
+
+
+NOTIFICATION_COLUMNS = [
+    "key", "company_id", "connection_id", "kind", "threshold_days", "expires_at", "link", "created_at", "due_at",
+]
+
+
+def plan_notifications(classified: pd.DataFrame, now: datetime) -> pd.DataFrame:
+    """One notification per (connection, threshold, expiry): its key makes a rerun queue nothing new.
+
+    Reads `classify`'s output plus `link_url` (the connection's re-consent link), `redirect` (the company's
+    Hosted Link, used when a connection has none) and `status_changed_at`. An `expiry_warning` is keyed by
+    its threshold and the expiry it warns of (a reconfirmation moves the expiry, so a new warning is due);
+    an `expired` notice by when the connection expired (the Deauthorized transition, or `expires_at`).
+    """
+    warn = classified["expiry_class"] == "expiring"
+    gone = classified["expiry_class"] == "expired"
+    chosen = classified[warn | gone].copy()
+    deauthorized = chosen["status"] == "Deauthorized"
+    chosen["expired_at"] = chosen["expires_at"].where(~deauthorized, chosen["status_changed_at"])
+    chosen["kind"] = np.where(chosen["expiry_class"] == "expiring", "expiry_warning", "expired")
+    chosen["when"] = chosen["expires_at"].where(chosen["kind"] == "expiry_warning", chosen["expired_at"])
+    stamp = chosen["when"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").fillna("unknown")
+    threshold = chosen["threshold_days"].astype("string").fillna("0")
+    chosen["key"] = chosen["kind"] + ":" + chosen["id"] + ":" + threshold + "d:" + stamp
+    chosen["link"] = chosen["link_url"].where(chosen["link_url"].notna(), chosen["redirect"])
+    now_ts = pd.Timestamp(now)
+    planned = chosen.rename(columns={"id": "connection_id", "when": "expires_at_"}).assign(
+        created_at=now_ts, due_at=now_ts
+    )
+    planned = planned.drop(columns="expires_at").rename(columns={"expires_at_": "expires_at"})
+    return planned[NOTIFICATION_COLUMNS].reset_index(drop=True)

@@ -71,3 +71,46 @@ def test_one_frame_many_connections_is_one_pass():
     counts = result["expiry_class"].value_counts().to_dict()
     assert counts == {"healthy": 83, "expiring": 7, "expired": 10}
     assert result.loc["c83", "threshold_days"] == 7 and result.loc["c89", "threshold_days"] == 1
+
+
+def _for_notifications(*rows: dict) -> pd.DataFrame:
+    frame = classified(*rows)
+    frame["link_url"] = [f"https://link-api.codat.io/companies/k/connections/{i}/start" for i in frame["id"]]
+    frame["redirect"] = "https://link.codat.io/company/k"
+    frame["status_changed_at"] = pd.Timestamp(NOW - timedelta(days=2))
+    return frame
+
+
+def test_notifications_are_keyed_by_connection_threshold_and_expiry():
+    from consent_lifecycle.expiry import plan_notifications
+
+    frame = _for_notifications(
+        connection(authorized_days_ago=84) | {"id": "warn7"},
+        connection(authorized_days_ago=89) | {"id": "warn1"},
+        connection(authorized_days_ago=91) | {"id": "late"},
+        connection(status="Deauthorized", authorized_days_ago=5) | {"id": "deauth"},
+        connection(authorized_days_ago=10) | {"id": "fine"},
+    )
+    planned = plan_notifications(frame, NOW).set_index("connection_id")
+    assert set(planned.index) == {"warn7", "warn1", "late", "deauth"}
+    assert planned.loc["warn7", "kind"] == "expiry_warning" and planned.loc["warn7", "threshold_days"] == 7
+    expiry = (NOW - timedelta(days=84) + timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert planned.loc["warn7", "key"] == f"expiry_warning:warn7:7d:{expiry}"
+    assert planned.loc["late", "kind"] == "expired" and planned.loc["late", "key"].startswith("expired:late:0d:")
+    assert planned.loc["deauth", "expires_at"] == pd.Timestamp(NOW - timedelta(days=2))  # when it went
+    assert planned.loc["warn1", "link"].endswith("/connections/warn1/start")
+    # the same state planned again gives the same keys: the outbox's unique key makes reruns queue nothing
+    again = plan_notifications(frame, NOW + timedelta(hours=3))
+    assert set(again["key"]) == set(planned["key"])
+
+
+def test_a_reconfirmation_moves_the_expiry_and_so_the_key():
+    from consent_lifecycle.expiry import plan_notifications
+
+    before = plan_notifications(_for_notifications(connection(authorized_days_ago=84)), NOW)
+    after_reconfirm = plan_notifications(
+        _for_notifications(connection(authorized_days_ago=170, reconfirmed_days_ago=84)), NOW
+    )
+    assert before["key"].tolist() == after_reconfirm["key"].tolist()  # same expiry, same warning: not sent twice
+    renewed = plan_notifications(_for_notifications(connection(authorized_days_ago=84, reconfirmed_days_ago=1)), NOW)
+    assert renewed.empty
