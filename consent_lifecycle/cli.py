@@ -642,7 +642,7 @@ def show(
     """A company's consents and what may be pulled (entitlements), now or as of a past time."""
     when = _iso_time(as_of)
     with _ledger() as ledger:
-        body = ledger.show(company, when)
+        body = ledger.show(company, when, now=None if when else utcnow())
     if as_json:
         _print_json(body)
         return

@@ -114,3 +114,25 @@ def test_a_reconfirmation_moves_the_expiry_and_so_the_key():
     assert before["key"].tolist() == after_reconfirm["key"].tolist()  # same expiry, same warning: not sent twice
     renewed = plan_notifications(_for_notifications(connection(authorized_days_ago=84, reconfirmed_days_ago=1)), NOW)
     assert renewed.empty
+
+
+def test_entitlements_exclude_a_connection_expired_at_that_time_until_reconfirmed(engine):
+    from consent_lifecycle.db import snapshot as store
+    from consent_lifecycle.ledger import Ledger
+    from consent_lifecycle.snapshot import observe
+    from tests.test_snapshot import BANK, COMPANY, CREATED, T0, company
+
+    store.apply_observation(engine, observe([company()]), T0)  # the bank first seen Linked: authorized CREATED
+    ledger = Ledger(engine, CATALOG)
+    ledger.grant(COMPANY, "lending", wording_version="w1", actor="t", channel="api", at=T0)
+
+    def banks(**when) -> set[str]:
+        frame = ledger.entitlements(COMPANY, **when)
+        return set(frame.loc[frame["connection_id"] == BANK, "data_type"])
+
+    assert banks(now=CREATED + timedelta(days=80)) == {"banking-accounts", "banking-transactions"}
+    assert banks(now=CREATED + timedelta(days=91)) == set()  # UK: 90 days after authorization
+    assert banks(as_of=T0 + timedelta(hours=1)) == set()  # as of a time: expired then too
+    ledger.reconfirm(COMPANY, "lending", actor="t", channel="ui", at=T0 + timedelta(days=1))
+    assert banks(now=T0 + timedelta(days=2)) == {"banking-accounts", "banking-transactions"}
+    assert banks(now=T0 + timedelta(days=92)) == set()

@@ -77,7 +77,8 @@ def test_racing_writers_leave_a_serial_history(db_url):
         assert row["status"] == replayed.loc[row["product"], "status"]
         assert row["last_event_id"] == max(e["id"] for e in events if e["consent_id"] == row["id"])
     ledger = Ledger(engine, load_catalog())
-    now = ledger.entitlements(COMPANY).drop(columns="products")
-    replayed_now = ledger.entitlements(COMPANY, as_of=T0 + timedelta(days=2)).drop(columns="products")
+    moment = T0 + timedelta(days=2)
+    now = ledger.entitlements(COMPANY, now=moment).drop(columns="products")
+    replayed_now = ledger.entitlements(COMPANY, as_of=moment).drop(columns="products")
     pd.testing.assert_frame_equal(now.reset_index(drop=True), replayed_now.reset_index(drop=True))
     assert ACCOUNTING in set(now["connection_id"]) or now.empty

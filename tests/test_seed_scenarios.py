@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from consent_lifecycle.catalog import load_catalog
+from consent_lifecycle.clock import parse_iso
 from consent_lifecycle.db.migrate import upgrade
 from tests.fixtures_sandbox import SANDBOX_API_KEY, SANDBOX_NOW_ISO, reset_sandbox, sandbox_client
 
@@ -35,6 +37,11 @@ FINANCIAL_STATEMENTS = {"balanceSheet", "profitAndLoss", "cashFlowStatement"}
 BANKING = {"banking-accounts", "banking-transactions"}
 #: the customer's moments, after the sync at SANDBOX_NOW (2026-11-01T12:00Z)
 T1, T2, T3 = "2026-11-01T12:10:00Z", "2026-11-02T09:00:00Z", "2026-11-03T10:00:00Z"
+#: `show` decides as of this moment unless a test says otherwise: after every event above, and fixed, so
+#: which connections have expired (90 days after their authorization, UK) never depends on today's date
+SHOWN_AT = "2026-11-04T00:00:00Z"
+#: a bank linked longer ago than this at SANDBOX_NOW would be expired or warned about by then
+FRESH_BANK = datetime(2026, 11, 1, 12, tzinfo=UTC) - timedelta(days=80)
 
 
 class Cli:
@@ -51,6 +58,8 @@ class Cli:
 
     def __call__(self, *args: str) -> Any:
         """Run with `--json`; exit 0 expected; the parsed output."""
+        if args[0] == "show" and "--as-of" not in args:
+            args = (*args, "--as-of", SHOWN_AT)
         result = self.run(*args, "--json")
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         return json.loads(result.stdout)
@@ -95,7 +104,8 @@ def consent(synced, fresh_sandbox, sqlite_url, tmp_path) -> Cli:
 
 
 def pick(sandbox, fits: Callable[[dict[str, list[str]]], bool]) -> tuple[str, dict[str, list[str]]]:
-    """The first sandbox company whose Linked connections by source type `fits`; (company id, those)."""
+    """The first sandbox company whose Linked connections by source type `fits` (banks linked recently
+    enough not to expire during the scenario, so none is left out); (company id, those)."""
     with sandbox_client(sandbox) as http:
         companies = http.get("/companies", params={"pageSize": 100}).json()["results"]
     for company in companies:
@@ -103,7 +113,8 @@ def pick(sandbox, fits: Callable[[dict[str, list[str]]], bool]) -> tuple[str, di
         for connection in company["dataConnections"]:
             if connection["status"] == "Linked":
                 linked.setdefault(connection["sourceType"], []).append(connection["id"])
-        if fits(linked):
+        banks = [c for c in company["dataConnections"] if c["status"] == "Linked" and c["sourceType"] == "Banking"]
+        if all(parse_iso(bank["created"]) >= FRESH_BANK for bank in banks) and fits(linked):
             return company["id"], linked
     pytest.fail("no sandbox company fits the scenario")
 

@@ -334,26 +334,30 @@ class Ledger:
                 return replay(self._events(db, company_id), _aware(as_of))
             return self._current(db, company_id)
 
-    def entitlements(self, company_id: str | None = None, as_of: datetime | None = None) -> pd.DataFrame:
+    def entitlements(
+        self, company_id: str | None = None, as_of: datetime | None = None, now: datetime | None = None
+    ) -> pd.DataFrame:
         """(company_id, connection_id, data_type, products): what may be pulled, union over active consents,
-        on connections the snapshot shows Linked and not deleted."""
+        on connections the snapshot shows Linked and not deleted and, at `as_of` (or `now`) when one is
+        given, not past their consent expiry (`consent_lifecycle.expiry`)."""
         state = self.state(company_id, as_of)
         with self.engine.connect() as db:
             snapshot = self._snapshot(db, company_id)
-        return usable_entitlements(state, snapshot)
+        moment = as_of or now
+        return usable_entitlements(state, snapshot, self.catalog, _aware(moment) if moment else None)
 
     def consents(self, company_id: str, as_of: datetime | None = None) -> list[ConsentView]:
         state = self.state(company_id, as_of)
         return ConsentView.from_state(state)
 
-    def show(self, company_id: str, as_of: datetime | None = None) -> dict[str, Any]:
+    def show(self, company_id: str, as_of: datetime | None = None, now: datetime | None = None) -> dict[str, Any]:
         with self.engine.connect() as db:
             self._company(db, company_id)
         return {
             "company_id": company_id,
             "as_of": iso(_aware(as_of)) if as_of else None,
             "consents": [view.as_dict() for view in self.consents(company_id, as_of)],
-            "entitlements": entitlement_rows(self.entitlements(company_id, as_of)),
+            "entitlements": entitlement_rows(self.entitlements(company_id, as_of, now)),
         }
 
     def history(self, company_id: str) -> list[dict[str, Any]]:
@@ -457,19 +461,19 @@ class Ledger:
         return self._snapshot(db, company_id)
 
     def _snapshot(self, db: Db, company_id: str | None) -> pd.DataFrame:
-        query = select(
-            Connection.id,
-            Connection.company_id,
-            Connection.source_type,
-            Connection.status,
-            Connection.deleted_at,
-        )
+        """The connections (with what the expiry model reads) of one company, or of all."""
+        columns = [
+            Connection.id, Connection.company_id, Connection.source_type, Connection.status, Connection.deleted_at,
+            Company.jurisdiction, Connection.created_at, Connection.last_sync_at, Connection.last_authorized_at,
+            Connection.last_reconfirmed_at,
+        ]
+        query = select(*columns).join(Company, Company.id == Connection.company_id)
         if company_id is not None:
             query = query.where(Connection.company_id == company_id)
-        rows = db.execute(query).all()
-        return pd.DataFrame.from_records(
-            rows, columns=["id", "company_id", "source_type", "status", "deleted_at"]
-        )
+        frame = pd.DataFrame.from_records(db.execute(query).all(), columns=[c.key for c in columns])
+        for column in ("deleted_at", "created_at", "last_sync_at", "last_authorized_at", "last_reconfirmed_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
 
     def _consent(self, db: Db, company_id: str, product: str) -> dict[str, Any] | None:
         row = (

@@ -8,7 +8,9 @@ from typing import Any
 
 import pandas as pd
 
+from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import iso
+from consent_lifecycle.expiry import INPUT_COLUMNS, classify
 from consent_lifecycle.ledger.replay import ConsentState
 from consent_lifecycle.ledger.scope import scope_pairs
 
@@ -68,11 +70,16 @@ class ConsentView:
         ]
 
 
-def usable_entitlements(state: ConsentState, snapshot: pd.DataFrame) -> pd.DataFrame:
+def usable_entitlements(
+    state: ConsentState, snapshot: pd.DataFrame, catalog: Catalog | None = None, at: datetime | None = None
+) -> pd.DataFrame:
     """Union over active consents of their (connection, data type) pairs, on connections that are Linked
-    and not deleted in the snapshot: one join and one group-by."""
+    and not deleted in the snapshot and, when `at` is given, not expired at `at`: joins and one group-by."""
     active = state.consents[state.consents["status"] == "active"][["consent_id", "company_id", "product"]]
     usable = snapshot[(snapshot["status"] == "Linked") & snapshot["deleted_at"].isna()]
+    if at is not None and catalog is not None and not usable.empty:
+        classes = classify(usable[INPUT_COLUMNS], catalog, at)
+        usable = usable[usable["id"].isin(classes.loc[classes["expiry_class"] != "expired", "id"])]
     connections = state.connections.merge(active, on="consent_id")
     pairs = scope_pairs(state.data_types, connections, usable)
     if pairs.empty:
