@@ -37,27 +37,43 @@ def apply_observation(engine: Engine, observation: Observation, now: datetime) -
     One transaction: a crash leaves the snapshot as it was, and a rerun of the same observation writes
     the same rows again (idempotent).
     """
+    return scan_observation(engine, observation, now)[0]
+
+
+def scan_observation(
+    engine: Engine, observation: Observation, now: datetime, *, dry_run: bool = False
+) -> tuple[SnapshotChange, pd.DataFrame]:
+    """`apply_observation` (skipped writes when `dry_run`), also returning the observed connections with
+    everything the expiry model reads: status, authorization and reconfirmation times, the company's
+    jurisdiction and re-consent links."""
     company_ids = observation.company_ids
     with engine.begin() as db:
         previous = _connection_state(db, company_ids)
         merged = merge_observation(previous, observation.connections, now)
         gone = vanished(previous, observation.connections, company_ids).tolist()
-        _upsert(db, Company, _company_rows(observation.companies, now), keep=("first_seen_at",))
-        _upsert(db, Connection, _records(merged, _CONNECTION_WRITE), keep=("last_reconfirmed_at",))
-        for ids in _chunks(gone):
-            db.execute(
-                update(Connection)
-                .where(Connection.id.in_(ids), Connection.deleted_at.is_(None))
-                .values(deleted_at=now, status_changed_at=now)
-            )
+        if not dry_run:
+            _upsert(db, Company, _company_rows(observation.companies, now), keep=("first_seen_at",))
+            _upsert(db, Connection, _records(merged, _CONNECTION_WRITE), keep=("last_reconfirmed_at",))
+            for ids in _chunks(gone):
+                db.execute(
+                    update(Connection)
+                    .where(Connection.id.in_(ids), Connection.deleted_at.is_(None))
+                    .values(deleted_at=now, status_changed_at=now)
+                )
     transitions = merged["transition"].value_counts()
-    return SnapshotChange(
+    change = SnapshotChange(
         companies=len(company_ids),
         connection_count=len(merged),
         new=int(transitions.get("new", 0)),
         changed=int(transitions.get("changed", 0)),
         vanished=len(gone),
     )
+    scanned = merged.merge(previous[["id", "last_reconfirmed_at"]], on="id", how="left").merge(
+        observation.companies[["id", "jurisdiction", "redirect"]].rename(columns={"id": "company_id"}),
+        on="company_id",
+        how="left",
+    )
+    return change, scanned
 
 
 def retire_unseen_companies(engine: Engine, seen_since: datetime) -> int:
@@ -97,7 +113,7 @@ _CONNECTION_WRITE = [
 ]
 _STATE = [
     Connection.id, Connection.company_id, Connection.status, Connection.first_seen_at,
-    Connection.status_changed_at, Connection.last_authorized_at,
+    Connection.status_changed_at, Connection.last_authorized_at, Connection.last_reconfirmed_at,
 ]
 
 
@@ -108,7 +124,7 @@ def _connection_state(db: DbConnection, company_ids: Sequence[str]) -> pd.DataFr
         for row in db.execute(select(*_STATE).where(Connection.company_id.in_(ids))).all()
     ]
     frame = pd.DataFrame.from_records(rows, columns=[c.key for c in _STATE])
-    for column in ("first_seen_at", "status_changed_at", "last_authorized_at"):
+    for column in ("first_seen_at", "status_changed_at", "last_authorized_at", "last_reconfirmed_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
 
