@@ -753,6 +753,100 @@ def hold_list(
     _print_table(holds, ["hold_id", "company_id", "data_type", "reason", "placed_by", "placed_at", "released_at"])
 
 
+# -- flows and the outbox ------------------------------------------------------------------------
+
+run_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True,
+    help="Run a flow here (ephemeral Prefect, or the server in PREFECT_API_URL).",
+)
+app.add_typer(run_app, name="run")
+notifications_app = typer.Typer(rich_markup_mode=None, help="The notification outbox.", no_args_is_help=True)
+app.add_typer(notifications_app, name="notifications")
+
+
+@run_app.command("expiry-scan")
+def run_expiry_scan(
+    company: Annotated[
+        list[str] | None,
+        typer.Option("--company", help="Only this company id (repeatable).", show_default=False),
+    ] = None,
+    now: NowOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and report; write and send nothing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Flow connection-expiry-scan: classify connections, warn ahead of expiry, send re-consent links."""
+    company_ids = _company_ids(company)
+    at = _iso_time(now)
+    settings = _settings()
+    if settings.codat_api_key is None:
+        raise _fail("CONSENT_CODAT_API_KEY is not set (see README: pointing at real Codat)")
+    _print_scan(_run_expiry_scan(settings, company_ids, at, dry_run), as_json)
+
+
+def _run_expiry_scan(
+    settings: Settings, company_ids: list[str] | None, now: datetime | None, dry_run: bool
+) -> dict[str, Any]:
+    from consent_lifecycle.codat import CodatError
+    from consent_lifecycle.db.migrate import upgrade
+    from flows.connection_expiry_scan import connection_expiry_scan
+
+    upgrade(settings.database_url)
+    try:
+        return asyncio.run(connection_expiry_scan(company_ids=company_ids, now=now, dry_run=dry_run))
+    except CodatError as exc:
+        raise _fail(str(exc), code=1) from None
+
+
+def _print_scan(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(summary)
+        return
+    typer.echo(
+        f"expiry scan as of {summary['as_of']}{' (dry run)' if summary['dry_run'] else ''}: "
+        f"{summary['companies']} companies, {summary['new']} new connections, {summary['changed']} changed status"
+    )
+    _print_table([{"class": k, "connections": v} for k, v in summary["classes"].items()], ["class", "connections"])
+    delivery = summary.get("delivery")
+    typer.echo(
+        f"notifications: {summary['notifications_planned']} due, {summary.get('notifications_queued', 0)} new"
+        + (f", delivery {delivery}" if delivery else "")
+    )
+
+
+def _notification_status(value: str | None) -> str | None:
+    from consent_lifecycle.db.models import NOTIFICATION_STATUSES
+
+    if value is not None and value not in NOTIFICATION_STATUSES:
+        raise typer.BadParameter(f"unknown status {value!r}: expected one of {', '.join(NOTIFICATION_STATUSES)}")
+    return value
+
+
+@notifications_app.command("list")
+def notifications_list(
+    status: Annotated[
+        str | None,
+        typer.Option("--status", callback=_notification_status, metavar="S", help="pending, sending, sent or failed."),
+    ] = None,
+    company: Annotated[
+        str | None,
+        typer.Option("--company", callback=_optional_company_id, metavar="ID", help="Only this company."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Notifications in the outbox (expiry warnings, expired connections), newest last."""
+    from consent_lifecycle.db.engine import make_engine
+    from consent_lifecycle.db.migrate import upgrade
+    from consent_lifecycle.notify.outbox import list_notifications
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    rows = list_notifications(make_engine(settings.database_url), status=status, company_id=company)
+    if as_json:
+        _print_json(rows)
+        return
+    _print_table(rows, ["id", "kind", "status", "company_id", "connection_id", "threshold_days", "expires_at", "link"])
+
+
 # -- demo ----------------------------------------------------------------------------------------
 
 
@@ -761,7 +855,7 @@ def demo(
     companies: Annotated[int, typer.Option(callback=_within(1, 100_000), help="Companies in the sandbox.")] = 50,
     seed: Annotated[int, typer.Option(help="Seed of the sandbox world.")] = 7,
 ) -> None:
-    """Start the sandbox in-process, sync it into the database, and print what was found."""
+    """Start the sandbox in-process, run the expiry scan on it, and print what was found."""
     from consent_lifecycle.sandbox.config import SandboxConfig
     from consent_lifecycle.sandbox.runner import running_sandbox
 
@@ -775,8 +869,9 @@ def demo(
         settings = _settings()
         typer.echo(f"sandbox at {sandbox.base_url}: {companies} companies (seed {seed})")
         typer.echo(f"database: {_safe_url(settings.database_url)}")
-        summary = _run_sync(settings, None, None)
-    _print_summary(summary, as_json=False)
+        summary = _run_expiry_scan(settings, None, None, dry_run=False)
+    _print_scan(summary, as_json=False)
+    typer.echo(f"notices written to {settings.notify_file} (set CONSENT_NOTIFY_WEBHOOK_URL to POST them instead)")
     typer.echo("")
     typer.echo(f"products in catalog {catalog.version}:")
     _print_table(catalog.rows(), ["key", "name", "retention_days", "required"])

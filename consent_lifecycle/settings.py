@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     codat_max_concurrency: int = Field(10, ge=1, le=200, description="bound on concurrent Codat requests")
     codat_timeout_seconds: float = Field(30.0, gt=0, description="per-request timeout")
     catalog: Path | None = Field(None, description="product catalog TOML; default: the shipped catalog")
+    notify_webhook_url: str | None = Field(None, description="POST notifications here (signed); else a file")
+    notify_webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key of the webhook signature")
+    notify_file: Path = Field(DEFAULT_DATA_DIR / "notifications.jsonl", description="notifications file")
 
 
 def get_settings() -> Settings:

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures_prefect",
     "tests.fixtures_sandbox",
     "tests.fixtures_db",
+    "tests.fixtures_webhook",
 ]

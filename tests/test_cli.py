@@ -31,7 +31,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_every_command_has_help():
     for command in (["--help"], ["db", "upgrade", "--help"], ["sandbox", "serve", "--help"],
-                    ["catalog", "show", "--help"], ["sync", "--help"], ["demo", "--help"]):
+                    ["catalog", "show", "--help"], ["sync", "--help"], ["demo", "--help"],
+                    ["run", "expiry-scan", "--help"], ["notifications", "list", "--help"]):
         result = runner.invoke(app, command)
         assert result.exit_code == 0, (command, result.output)
         assert "Usage" in result.output
@@ -74,8 +75,13 @@ def test_a_bad_catalog_exits_2_naming_file_and_value(env, tmp_path):
         (["sandbox", "serve"], "API key"),
         (["demo", "--companies", "0"], "0"),
         (["catalog", "show", "--catalog", "/nonexistent/catalog.toml"], "/nonexistent/catalog.toml"),
+        (["run", "expiry-scan", "--company", "12345"], "12345"),
+        (["run", "expiry-scan", "--now", "tomorrow"], "tomorrow"),
+        (["run", "expiry-scan"], "CONSENT_CODAT_API_KEY"),
+        (["notifications", "list", "--status", "lost"], "lost"),
     ],
-    ids=["bad-uuid", "bad-time", "bad-month", "no-key", "bad-port", "serve-no-key", "no-companies", "missing-catalog"],
+    ids=["bad-uuid", "bad-time", "bad-month", "no-key", "bad-port", "serve-no-key", "no-companies", "missing-catalog",
+         "scan-bad-uuid", "scan-bad-time", "scan-no-key", "bad-status"],
 )
 def test_bad_input_exits_2_naming_the_value_and_writes_nothing(env, args, names):
     result = runner.invoke(app, args)
@@ -87,7 +93,7 @@ def test_bad_input_exits_2_naming_the_value_and_writes_nothing(env, args, names)
 def test_db_upgrade_creates_the_database(env):
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "revision 0001" in result.output and env.exists()
+    assert "revision 0002" in result.output and env.exists()
 
 
 @pytest.mark.prefect
@@ -110,5 +116,11 @@ def test_sync_fills_the_snapshot_and_reruns_change_nothing(env, fresh_sandbox, p
 def test_demo_runs_end_to_end(env, prefect_harness):
     result = runner.invoke(app, ["demo", "--companies", "12", "--seed", "3"])
     assert result.exit_code == 0, result.output
-    assert "12 companies" in result.output and "lending" in result.output
+    assert "12 companies" in result.output and "expiring" in result.output and "lending" in result.output
     assert env.exists()
+    listed = runner.invoke(app, ["notifications", "list", "--json"])
+    rows = json.loads(listed.stdout)
+    assert rows and {"id", "key", "company_id", "connection_id", "kind", "threshold_days", "expires_at", "status",
+                     "link"} <= set(rows[0])
+    assert {row["status"] for row in rows} == {"sent"}  # to the default file channel
+    assert (env.parent / ".consent" / "notifications.jsonl").exists()

@@ -43,6 +43,8 @@ FINDING_KINDS: Final[tuple[str, ...]] = (
 )
 DELETION_SCOPES: Final[tuple[str, ...]] = ("codat_connection", "local_store")
 DELETION_STATUSES: Final[tuple[str, ...]] = ("planned", "held", "executing", "done", "cancelled", "failed")
+#: pending -> sending (claimed) -> sent, or back to pending (retry), or failed (after the last attempt)
+NOTIFICATION_STATUSES: Final[tuple[str, ...]] = ("pending", "sending", "sent", "failed")
 
 NAMING_CONVENTION: Final[dict[str, str]] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -311,10 +313,12 @@ class Notification(Base):
     __tablename__ = "notifications"
     __table_args__ = (
         CheckConstraint("attempts >= 0", name="attempts"),
+        CheckConstraint(_in("status", NOTIFICATION_STATUSES), name="status"),
         Index(
             "ix_notifications_pending", "due_at",
             sqlite_where=text("sent_at IS NULL"), postgresql_where=text("sent_at IS NULL"),
         ),
+        Index(None, "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
@@ -329,6 +333,10 @@ class Notification(Base):
     sent_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default=text("'pending'"))
+    #: the current (or last) claim: a `sending` row whose claim is older than the lease is claimed again
+    claimed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(NAME))
 
 
 # --- the ledger's append-only triggers -------------------------------------------------------------

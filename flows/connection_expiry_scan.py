@@ -1,0 +1,96 @@
+"""connection-expiry-scan: read connections from Codat, track when each consent expires, warn ahead.
+
+Pages of companies (with their connections) are fetched in batches, one task per batch of pages; each
+batch is written to the snapshot and classified in one transaction. Expiring and expired connections get
+one notification per (connection, threshold, expiry) with a re-consent link, through the outbox; expired
+connections drop out of the ledger's entitlements (it classifies at the moment asked), so nothing is
+pulled for them. `dry_run` reads Codat and reports, and writes and sends nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from consent_lifecycle.clock import iso, utcnow
+from consent_lifecycle.expiry import CLASSES, plan_notifications
+from flows.snapshot_sync import _batches
+from tasks.codat import count_company_pages, fetch_companies, fetch_company_pages
+from tasks.expiry import REPORT_COLUMNS, deliver_notifications, queue_notifications, scan_batch
+from tasks.snapshot import retire_unseen_companies
+
+
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    if parameters.get("dry_run"):
+        return "expiry-scan-dry-run"
+    now = parameters.get("now") or flow_run.scheduled_start_time
+    return f"expiry-scan-{now:%Y-%m-%d}" if now else "expiry-scan"
+
+
+@flow(name="connection-expiry-scan", flow_run_name=_run_name)
+async def connection_expiry_scan(
+    company_ids: list[str] | None = None,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    page_size: int = 5000,
+    pages_per_task: int = 4,
+) -> dict[str, Any]:
+    now = now or utcnow()
+    if company_ids:
+        observations = [await fetch_companies(batch) for batch in _batches(company_ids, 500)]
+    else:
+        pages = list(range(1, await count_company_pages(page_size) + 1))
+        observations = [await fetch_company_pages(b, page_size) for b in _batches(pages, pages_per_task)]
+    scanned = [scan_batch(observation, now, dry_run) for observation in observations]
+    classified = pd.concat([frame for _, frame in scanned], ignore_index=True)
+    planned = plan_notifications(classified, now)
+
+    summary: dict[str, Any] = {"as_of": iso(now), "dry_run": dry_run, "notifications_planned": len(planned)}
+    summary |= {
+        key: sum(change[key] for change, _ in scanned) for key in ("companies", "new", "changed", "vanished")
+    }
+    summary["classes"] = {name: int((classified["expiry_class"] == name).sum()) for name in CLASSES}
+    if not dry_run:
+        summary["notifications_queued"] = queue_notifications(planned, now)
+        summary["delivery"] = deliver_notifications(now)
+        if not company_ids:
+            summary["retired_companies"] = retire_unseen_companies(now)
+    await _report(classified, summary)
+    return summary
+
+
+async def _report(classified: pd.DataFrame, summary: dict[str, Any]) -> None:
+    """What the operator sees in the Prefect UI: what is expiring, expired or stale, and the counts."""
+    attention = classified[classified["expiry_class"].isin(["expiring", "expired", "stale"])]
+    table = attention.rename(columns={"id": "connection_id"})[REPORT_COLUMNS].sort_values(
+        ["expiry_class", "expires_at"]
+    )
+    rows = [
+        {
+            key: (iso(value) if isinstance(value, pd.Timestamp) else None if pd.isna(value) else value)
+            for key, value in row.items()
+        }
+        for row in table.head(1000).to_dict("records")
+    ]
+    await create_table_artifact(
+        key="expiry-attention",
+        table=rows,
+        description=f"Expiring, expired and stale connections at {summary['as_of']}",
+    )
+    lines = [
+        f"# Connection expiry scan, {summary['as_of']}" + (" (dry run)" if summary["dry_run"] else ""),
+        "",
+    ]
+    lines += ["| class | connections |", "|---|---|"] + [
+        f"| {k} | {v} |" for k, v in summary["classes"].items()
+    ]
+    lines += ["", f"Notifications planned: {summary['notifications_planned']}"]
+    if "delivery" in summary:
+        lines.append(f"Queued: {summary['notifications_queued']}; delivery: {summary['delivery']}")
+    await create_markdown_artifact(key="expiry-summary", markdown="\n".join(lines))
