@@ -18,6 +18,7 @@ from consent_lifecycle.notify.channels import channel_from_settings
 from consent_lifecycle.snapshot import Observation
 from tasks.resources import engine, settings
 
+BATCH = 500
 REPORT_COLUMNS = [
     "company_id",
     "connection_id",
@@ -66,7 +67,12 @@ def queue_notifications(planned: pd.DataFrame, now: datetime) -> int:
 def deliver_notifications(now: datetime) -> dict[str, Any]:
     """Send what the outbox holds due, at most once per key (claim, send, mark)."""
     channel = channel_from_settings(settings())
+    totals: dict[str, int] = {}
     try:
-        return outbox.deliver(engine(), channel, now, worker=outbox.default_worker())
+        while True:  # batch after batch until nothing due is left (a failed send is due again only later)
+            batch = outbox.deliver(engine(), channel, now, worker=outbox.default_worker(), limit=BATCH)
+            totals = {key: totals.get(key, 0) + value for key, value in batch.items()}
+            if batch["claimed"] < BATCH:
+                return totals
     finally:
         getattr(channel, "close", lambda: None)()
