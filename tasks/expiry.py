@@ -66,13 +66,10 @@ def queue_notifications(planned: pd.DataFrame, now: datetime) -> int:
 @task(cache_policy=NO_CACHE)
 def deliver_notifications(now: datetime) -> dict[str, Any]:
     """Send what the outbox holds due, at most once per key (claim, send, mark)."""
-    channel = channel_from_settings(settings())
     totals: dict[str, int] = {}
-    try:
+    with channel_from_settings(settings()) as channel:
         while True:  # batch after batch until nothing due is left (a failed send is due again only later)
             batch = outbox.deliver(engine(), channel, now, worker=outbox.default_worker(), limit=BATCH)
             totals = {key: totals.get(key, 0) + value for key, value in batch.items()}
             if batch["claimed"] < BATCH:
                 return totals
-    finally:
-        getattr(channel, "close", lambda: None)()

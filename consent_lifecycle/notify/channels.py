@@ -167,6 +167,15 @@ class FileChannel:
     def __repr__(self) -> str:
         return f"FileChannel(path={str(self.path)!r})"
 
+    def close(self) -> None:
+        """Nothing to release (each send opens and closes the file); here so every channel is a context."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def send(self, notification: dict[str, Any]) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
