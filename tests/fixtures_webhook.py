@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,6 +22,8 @@ class Hook:
     received: list[dict] = field(default_factory=list)
     #: statuses to answer before succeeding (e.g. [500, 500]); 204 afterwards
     failures: list[int] = field(default_factory=list)
+    #: called with each recorded request before it is answered (a test can crash the sender here)
+    on_receive: Callable[[dict], None] | None = None
 
 
 @pytest.fixture
@@ -36,6 +38,8 @@ def webhook() -> Iterator[Hook]:
                 "key": self.headers.get("Idempotency-Key"), "body": json.loads(body),
                 "signed": self.headers.get("X-Consent-Signature") == expected,
             })
+            if hook.on_receive is not None:
+                hook.on_receive(hook.received[-1])
             self.send_response(hook.failures.pop(0) if hook.failures else 204)
             self.end_headers()
 

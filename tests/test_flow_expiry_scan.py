@@ -80,3 +80,108 @@ def test_dry_run_writes_and_sends_nothing_and_flags_stale_accounting(configured,
     assert summary["dry_run"] and summary["classes"]["stale"] >= 1
     assert list_notifications(configured) == [] and webhook.received == []
     assert summary["notifications_planned"] >= 1
+
+
+def test_a_reconfirmation_at_day_80_moves_expiry_to_day_170_and_nothing_is_sent_before(configured, fresh_sandbox):
+    company, bank, created = a_linked_bank(fresh_sandbox)
+    linked = parse_iso(created)
+    scan(company_ids=[company], now=linked + timedelta(days=1))  # the snapshot knows the company
+    ledger = Ledger(configured, load_catalog())
+    ledger.grant(
+        company, "lending", connections=[bank], wording_version="v1", actor="customer", channel="ui",
+        at=linked + timedelta(days=1),
+    )
+    ledger.reconfirm(company, "lending", actor="customer", channel="ui", at=linked + timedelta(days=80))
+
+    for day in (84, 89, 91, 120):  # all inside the old warnings or past the old expiry
+        scan(company_ids=[company], now=linked + timedelta(days=day))
+    assert notices_for(configured, bank) == []
+    assert bank in set(ledger.entitlements(company, now=linked + timedelta(days=120))["connection_id"])
+
+    scan(company_ids=[company], now=linked + timedelta(days=164))
+    (warning,) = notices_for(configured, bank)
+    assert (warning["kind"], warning["threshold_days"]) == ("expiry_warning", 7)
+    assert parse_iso(warning["expires_at"]) == linked + timedelta(days=170)
+
+
+def snapshot_rows(engine) -> list[dict]:
+    from sqlalchemy import select
+
+    from consent_lifecycle.db.models import Company, Connection
+
+    with engine.connect() as db:
+        companies = db.execute(select(Company.__table__).order_by(Company.id)).mappings().all()
+        connections = db.execute(select(Connection.__table__).order_by(Connection.id)).mappings().all()
+    return [dict(row) for row in (*companies, *connections)]
+
+
+def outcome(engine) -> tuple[list[dict], list[tuple]]:
+    notices = sorted((n["key"], n["kind"], n["status"], n["link"]) for n in list_notifications(engine))
+    return snapshot_rows(engine), notices
+
+
+def test_with_429s_and_5xx_the_scan_ends_as_without_faults(configured, fresh_sandbox, tmp_path, monkeypatch):
+    now = SANDBOX_NOW + timedelta(days=60)  # some connections expiring, expired and stale
+    scan(now=now, page_size=2, pages_per_task=2)  # 20 companies: 10 pages, 5 fetch tasks
+    clean = outcome(configured)
+    assert clean[1], "the fault-free run notified no one: nothing to compare"
+
+    faulted_url = f"sqlite:///{tmp_path / 'faulted.db'}"
+    monkeypatch.setenv("CONSENT_DATABASE_URL", faulted_url)
+    from consent_lifecycle.db.migrate import upgrade
+
+    upgrade(faulted_url)
+    with sandbox_client(fresh_sandbox) as http:
+        http.delete("/_sandbox/requests").raise_for_status()
+        http.post(
+            "/_sandbox/faults", json={"rate_5xx": 0.3, "rate_429": 0.2, "retry_after_seconds": 1, "seed": 1}
+        ).raise_for_status()
+        scan(now=now, page_size=2, pages_per_task=2)
+        statuses = http.get("/_sandbox/requests").json()["by_status"]
+    answered = Counter()
+    for by_status in statuses.values():
+        answered.update({int(code): count for code, count in by_status.items()})
+    assert answered[429] >= 1 and answered[500] + answered[503] >= 1, answered
+
+    assert outcome(make_engine(faulted_url)) == clean
+
+
+def test_killed_between_send_and_mark_the_next_run_resends_with_the_same_key_only(
+    configured, fresh_sandbox, webhook, sqlite_url
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    company, bank, created = a_linked_bank(fresh_sandbox)
+    at = parse_iso(created) + timedelta(days=84)
+    env = {
+        **os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "CONSENT_DATABASE_URL": sqlite_url,
+        "CONSENT_CODAT_BASE_URL": fresh_sandbox.base_url, "CONSENT_CODAT_API_KEY": SANDBOX_API_KEY,
+        "CONSENT_NOTIFY_WEBHOOK_URL": webhook.url, "CONSENT_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    consent = str(Path(sys.executable).with_name("consent"))
+
+    def run(now, *, kill_on_first_send: bool) -> int:
+        command = [consent, "run", "expiry-scan", "--company", company, "--now", now.isoformat()]
+        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        # the receiver got the notice (sent) and the sender dies before it hears back (not marked)
+        webhook.on_receive = (lambda _: os.kill(process.pid, signal.SIGKILL)) if kill_on_first_send else None
+        return process.wait(timeout=180)
+
+    assert run(at, kill_on_first_send=True) == -signal.SIGKILL
+    assert len(webhook.received) == 1
+    (claimed,) = notices_for(configured, bank)
+    assert claimed["status"] == "sending"
+
+    assert run(at, kill_on_first_send=False) == 0  # same moment: the claim's lease holds, nothing resent
+    assert len(webhook.received) == 1
+    assert run(at + timedelta(minutes=10), kill_on_first_send=False) == 0  # lease over: resent, same key
+    keys = [r["key"] for r in webhook.received]
+    assert keys == [claimed["key"], claimed["key"]]
+    assert [n["status"] for n in notices_for(configured, bank)] == ["sent"]
+    assert all(r["body"] == webhook.received[0]["body"] for r in webhook.received)
