@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -10,13 +10,10 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection as DbConnection
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from consent_lifecycle.db.bulk import chunks, records, upsert
 from consent_lifecycle.db.models import Company, Connection
 from consent_lifecycle.snapshot import Observation, merge_observation, vanished
-
-#: bound parameters per statement stay well under SQLite's and PostgreSQL's limits
-CHUNK = 2000
 
 
 @dataclass(frozen=True)
@@ -52,9 +49,9 @@ def scan_observation(
         merged = merge_observation(previous, observation.connections, now)
         gone = vanished(previous, observation.connections, company_ids).tolist()
         if not dry_run:
-            _upsert(db, Company, _company_rows(observation.companies, now), keep=("first_seen_at",))
-            _upsert(db, Connection, _records(merged, _CONNECTION_WRITE), keep=("last_reconfirmed_at",))
-            for ids in _chunks(gone):
+            upsert(db, Company.__table__, _company_rows(observation.companies, now), key="id", keep=("first_seen_at",))
+            upsert(db, Connection.__table__, records(merged, _CONNECTION_WRITE), key="id", keep=("last_reconfirmed_at",))
+            for ids in chunks(gone):
                 db.execute(
                     update(Connection)
                     .where(Connection.id.in_(ids), Connection.deleted_at.is_(None))
@@ -120,7 +117,7 @@ _STATE = [
 def _connection_state(db: DbConnection, company_ids: Sequence[str]) -> pd.DataFrame:
     rows = [
         row
-        for ids in _chunks(company_ids)
+        for ids in chunks(company_ids)
         for row in db.execute(select(*_STATE).where(Connection.company_id.in_(ids))).all()
     ]
     frame = pd.DataFrame.from_records(rows, columns=[c.key for c in _STATE])
@@ -131,33 +128,4 @@ def _connection_state(db: DbConnection, company_ids: Sequence[str]) -> pd.DataFr
 
 def _company_rows(companies: pd.DataFrame, now: datetime) -> list[dict[str, Any]]:
     frame = companies.assign(first_seen_at=pd.Timestamp(now), last_seen_at=pd.Timestamp(now), deleted_at=None)
-    return _records(frame, [*companies.columns, "first_seen_at", "last_seen_at", "deleted_at"])
-
-
-def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
-    """Rows as dicts with None for missing values and plain datetimes (what the column types expect)."""
-    subset = frame[columns].astype(object)
-    subset = subset.where(subset.notna(), None)
-    return [
-        {key: (value.to_pydatetime() if isinstance(value, pd.Timestamp) else value) for key, value in row.items()}
-        for row in subset.to_dict("records")
-    ]
-
-
-def _upsert(db: DbConnection, model: type, rows: list[dict[str, Any]], keep: Iterable[str]) -> None:
-    """INSERT ... ON CONFLICT (id) DO UPDATE every column except `keep` (and the key), in chunks."""
-    if not rows:
-        return
-    dialect = db.dialect.name
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-    table = model.__table__
-    kept = {"id", *keep}
-    for chunk in _chunks(rows):
-        statement = insert(table)
-        updates = {name: statement.excluded[name] for name in chunk[0] if name not in kept}
-        db.execute(statement.on_conflict_do_update(index_elements=[table.c.id], set_=updates), chunk)
-
-
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
+    return records(frame, [*companies.columns, "first_seen_at", "last_seen_at", "deleted_at"])

@@ -19,15 +19,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from consent_lifecycle.clock import as_utc, iso
+from consent_lifecycle.db.bulk import insert_new
 from consent_lifecycle.db.models import NOTIFICATION_STATUSES, Notification
 from consent_lifecycle.notify.channels import Channel, DeliveryError
 
@@ -37,8 +36,6 @@ LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 #: first wait before a failed row is due again; doubled after each further attempt
 RETRY_AFTER = timedelta(minutes=1)
-#: rows per INSERT (13 columns: well under SQLite's bound-parameter limit)
-CHUNK = 500
 #: payload fields `list_notifications` lifts to the top level
 LIFTED = ("threshold_days", "expires_at", "link")
 STATUSES = NOTIFICATION_STATUSES
@@ -60,12 +57,7 @@ def queue(db: Db, rows: list[dict[str, Any]], now: datetime) -> int:
         unique.setdefault(row["key"], _row(row, now))
     if not unique:
         return 0
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[db.dialect.name]
-    new = 0
-    for chunk in _chunks(list(unique.values())):
-        statement = insert(_table).values(chunk).on_conflict_do_nothing(index_elements=[_table.c.key])
-        new += len(db.execute(statement.returning(_table.c.id)).all())
-    return new
+    return insert_new(db, _table, list(unique.values()), key="key")
 
 
 def _row(row: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -199,8 +191,3 @@ def _listed(r: dict[str, Any]) -> dict[str, Any]:
     }
     listed.update({field: payload[field] for field in LIFTED if field in payload})
     return listed
-
-
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
