@@ -30,7 +30,8 @@ _PRODUCT_FIELDS: Final[dict[str, bool]] = {  # field -> mandatory
     "key": True, "name": True, "description": False, "required": True, "optional": False,
     "retention_days": True,
 }
-_TOP_FIELDS: Final[dict[str, bool]] = {"version": True, "product": True, "expiry": True}
+_TOP_FIELDS: Final[dict[str, bool]] = {"version": True, "product": True, "expiry": True, "pulls": False}
+_PULLS_FIELDS: Final[dict[str, bool]] = {"freshness_hours": False, "sync_schedule_hours": False}
 _EXPIRY_FIELDS: Final[dict[str, bool]] = {
     "warning_lead_days": True, "default_jurisdiction": True, "stale_after_days": True, "policy": False,
 }
@@ -122,6 +123,10 @@ class Catalog:
     warning_lead_days: tuple[int, ...]
     default_jurisdiction: str
     stale_after_days: int
+    #: an entitled data type whose last successful pull is older than this is pulled again
+    freshness_hours: int = 48
+    #: the `syncSchedule` given to a data type reconciliation adds to a company's sync settings
+    sync_schedule_hours: int = 24
     #: where it was loaded from (for messages)
     source: str = field(default="<catalog>", compare=False)
 
@@ -189,6 +194,7 @@ class Catalog:
                 "stale_after_days": self.stale_after_days,
                 "policies": [p.row() for p in self.policies],
             },
+            "pulls": {"freshness_hours": self.freshness_hours, "sync_schedule_hours": self.sync_schedule_hours},
         }
 
 
@@ -266,6 +272,7 @@ class _Parser:
             self.fail("expiry", f"must be a table ([expiry]), got {expiry!r}")
             expiry = {}
         settings = self.expiry(expiry) if "expiry" in document else None
+        pulls = self.pulls(document.get("pulls", {}))
         if self.problems:
             count = len(self.problems)
             head = self.problems[0] if count == 1 else f"{self.source}: {count} problems in the catalog"
@@ -280,6 +287,7 @@ class _Parser:
             warning_lead_days=leads,
             default_jurisdiction=default_jurisdiction,
             stale_after_days=stale,
+            **pulls,
             source=self.source,
         )
 
@@ -353,6 +361,18 @@ class _Parser:
             else:
                 seen.add(item)
         return frozenset(seen)
+
+    # pulls
+
+    def pulls(self, table: Any) -> dict[str, int]:
+        if not isinstance(table, dict):
+            self.fail("pulls", f"must be a table ([pulls]), got {table!r}")
+            return {}
+        self.fields("[pulls]", table, _PULLS_FIELDS)
+        for name, value in table.items():
+            if name in _PULLS_FIELDS and not (_is_int(value) and value > 0):
+                self.fail("[pulls]", f"{name} must be a whole number of hours > 0, got {value!r}")
+        return {name: value for name, value in table.items() if name in _PULLS_FIELDS}
 
     # expiry
 

@@ -210,8 +210,8 @@ def _set(path: str, value: Any) -> Any:
             table = _product(document, target.removeprefix("product:"))
         elif target.startswith("policy:"):
             table = document["expiry"]["policy"][int(target.removeprefix("policy:")) - 1]
-        elif target == "expiry":
-            table = document["expiry"]
+        elif target in ("expiry", "pulls"):
+            table = document.setdefault(target, {})
         else:
             table = document
         if value is None:
@@ -284,6 +284,8 @@ BAD = [
     ("bad-stale", _set("expiry.stale_after_days", -60), ["[expiry]", "stale_after_days", "got -60"]),
     ("missing-expiry", _set("expiry", None), ["missing required field 'expiry'"]),
     ("bad-version", _set("version", "one"), ["version", "got 'one'"]),
+    ("bad-freshness", _set("pulls.freshness_hours", 0), ["[pulls]", "freshness_hours", "got 0"]),
+    ("unknown-pulls-field", _set("pulls.fresh_hours", 4), ["[pulls]", "unknown field 'fresh_hours'"]),
     ("no-products", _set("product", []), ["product", "defines no products"]),
     ("product-not-an-array", _set("product", {"key": "x"}), ["product", "array of tables", "[[product]]"]),
 ]

@@ -306,10 +306,11 @@ class CodatClient:
         return _parse(response, PullOperation, "POST", path)
 
     async def list_pull_operations(
-        self, company_id: str, *, query: str | None = None, order_by: str | None = None
+        self, company_id: str, *, query: str | None = None, order_by: str | None = None, page_size: int = 5000
     ) -> list[PullOperation]:
         path = f"/companies/{_seg(company_id)}/data/history"
-        return await self.list_all(path, PullOperation, params=_drop_none({"query": query, "orderBy": order_by}))
+        params = _drop_none({"query": query, "orderBy": order_by})
+        return await self.list_all(path, PullOperation, page_size=page_size, params=params)
 
     async def get_pull_operation(self, company_id: str, dataset_id: str) -> PullOperation:
         return await self._get(f"/companies/{_seg(company_id)}/data/history/{_seg(dataset_id)}", PullOperation)

@@ -213,6 +213,32 @@ class AccessRecord(Base):
     recorded_at: Mapped[datetime]
 
 
+class PullRecord(Base):
+    """A Codat pull operation as last seen (an observation: no foreign keys), kept for reconciliation."""
+
+    __tablename__ = "pull_operations"
+    __table_args__ = (Index(None, "company_id", "connection_id", "data_type"),)
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    company_id: Mapped[str] = mapped_column(String(ID))
+    connection_id: Mapped[str] = mapped_column(String(ID))
+    data_type: Mapped[str] = mapped_column(String(KEY))
+    status: Mapped[str] = mapped_column(String(32))
+    requested: Mapped[datetime]
+    completed: Mapped[datetime | None]
+    seen_at: Mapped[datetime]
+
+
+class ReconcileCursor(Base):
+    """Per company: pulls requested before `pulls_seen_to` have been read (the next run reads from there)."""
+
+    __tablename__ = "reconcile_cursors"
+
+    company_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    pulls_seen_to: Mapped[datetime]
+    reconciled_at: Mapped[datetime]
+
+
 class Finding(Base):
     """A difference between entitlements and pulls, deduplicated by `key`."""
 

@@ -8,6 +8,7 @@ lock. Reads of the current state are SQL joins; reads "as of" a past time replay
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -617,19 +618,7 @@ class Ledger:
         )
 
     def _events(self, db: Db, company_id: str | None) -> pd.DataFrame:
-        query = select(
-            ConsentEvent.id,
-            ConsentEvent.consent_id,
-            ConsentEvent.company_id,
-            ConsentEvent.product,
-            ConsentEvent.event_type,
-            ConsentEvent.data_types,
-            ConsentEvent.connection_ids,
-            ConsentEvent.at,
-        ).order_by(ConsentEvent.id)
-        if company_id is not None:
-            query = query.where(ConsentEvent.company_id == company_id)
-        return events_frame([tuple(row) for row in db.execute(query).all()])
+        return load_events(db, None if company_id is None else [company_id])
 
     def _pairs(self, db: Db, company_id: str) -> pd.DataFrame:
         """The company's active consent pairs (product, connection_id, data_type), whatever the status."""
@@ -664,3 +653,20 @@ def _not_before(current: dict[str, Any] | None, at: datetime, company_id: str, p
 
 
 __all__ = ["Ledger", "check_data_types"]
+
+
+def load_events(db: Db, company_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """The ledger events of `company_ids` (all when None) in ledger order, as `replay` reads them."""
+    query = select(
+        ConsentEvent.id, ConsentEvent.consent_id, ConsentEvent.company_id, ConsentEvent.product,
+        ConsentEvent.event_type, ConsentEvent.data_types, ConsentEvent.connection_ids, ConsentEvent.at,
+    ).order_by(ConsentEvent.id)
+    if company_ids is None:
+        return events_frame([tuple(row) for row in db.execute(query).all()])
+    ids = list(company_ids)
+    rows = [
+        tuple(row)
+        for start in range(0, len(ids), 2000)
+        for row in db.execute(query.where(ConsentEvent.company_id.in_(ids[start : start + 2000]))).all()
+    ]
+    return events_frame(sorted(rows))

@@ -59,7 +59,9 @@ def covered(
 def _epochs(events: pd.DataFrame) -> pd.DataFrame:
     """Events inside an epoch, each with its epoch number and the epoch's end (NaT while open)."""
     ordered = events.sort_values("event_id").copy()
-    ordered["epoch"] = (ordered["event_type"] == "granted").astype(int).groupby(ordered["consent_id"]).cumsum()
+    ordered["epoch"] = (
+        (ordered["event_type"] == "granted").astype(int).groupby(ordered["consent_id"]).cumsum()
+    )
     inside = ordered[ordered["epoch"] > 0]
     keys = ["consent_id", "epoch"]
     starts = inside[inside["event_type"] == "granted"].groupby(keys)["at"].first().rename("epoch_start")
@@ -69,16 +71,21 @@ def _epochs(events: pd.DataFrame) -> pd.DataFrame:
     bounds["epoch_end"] = _earliest(bounds["revoked_at"], bounds["next_start"])
     inside = inside.merge(bounds[[*keys, "epoch_end"]], on=keys)
     # nothing after a revocation adds scope until the next grant (a new epoch)
-    return inside[inside["epoch_end"].isna() | (inside["at"] < inside["epoch_end"]) | ~inside["event_type"].isin(ADDS)]
+    return inside[
+        inside["epoch_end"].isna() | (inside["at"] < inside["epoch_end"]) | ~inside["event_type"].isin(ADDS)
+    ]
 
 
 def _data_type_spans(epochs: pd.DataFrame) -> pd.DataFrame:
-    adds = epochs[epochs["event_type"].isin(ADDS)][["consent_id", "company_id", "product", "epoch", "at",
-                                                   "epoch_end", "data_types"]]
-    exploded = adds.explode("data_types").dropna(subset=["data_types"]).rename(columns={"data_types": "data_type"})
-    spans = exploded.groupby(["consent_id", "company_id", "product", "epoch", "data_type"], as_index=False).agg(
-        start=("at", "min"), end=("epoch_end", "first")
+    adds = epochs[epochs["event_type"].isin(ADDS)][
+        ["consent_id", "company_id", "product", "epoch", "at", "epoch_end", "data_types"]
+    ]
+    exploded = (
+        adds.explode("data_types").dropna(subset=["data_types"]).rename(columns={"data_types": "data_type"})
     )
+    spans = exploded.groupby(
+        ["consent_id", "company_id", "product", "epoch", "data_type"], as_index=False
+    ).agg(start=("at", "min"), end=("epoch_end", "first"))
     return spans
 
 

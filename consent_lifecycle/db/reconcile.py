@@ -1,0 +1,216 @@
+"""Reconciliation's reads and writes: the batch's observed state, pulls seen, findings, deletion items.
+
+Findings are upserted by key: a new one is inserted, one seen again gets `last_seen_at` (and an occurrence
+when it is seen at a later moment), a resolved one seen again is reopened; a present-state finding (sync
+setting, missing pull) of a checked company that was not found again is resolved. Facts about one pull or
+read keep the time of that pull or read, so rerunning a window writes exactly what the first run did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection as Db
+from sqlalchemy import and_, case, select, update
+
+from consent_lifecycle.db.bulk import chunks, dialect_insert, insert_new, records, upsert
+from consent_lifecycle.db.models import (
+    AccessRecord,
+    Company,
+    Connection,
+    DeletionItem,
+    Finding,
+    PullRecord,
+    ReconcileCursor,
+)
+from consent_lifecycle.ledger.ledger import load_events
+from consent_lifecycle.reconcile import Observed
+from consent_lifecycle.reconcile.diff import PULL_COLUMNS, READ_COLUMNS, SETTING_COLUMNS, STATE_KINDS
+
+SNAPSHOT_COLUMNS = [
+    Connection.id,
+    Connection.company_id,
+    Connection.source_type,
+    Connection.status,
+    Connection.deleted_at,
+    Company.jurisdiction,
+    Connection.created_at,
+    Connection.last_sync_at,
+    Connection.last_authorized_at,
+    Connection.last_reconfirmed_at,
+    Connection.status_changed_at,
+]
+_TIMES = (
+    "deleted_at",
+    "created_at",
+    "last_sync_at",
+    "last_authorized_at",
+    "last_reconfirmed_at",
+    "status_changed_at",
+)
+
+
+def active_company_ids(db: Db) -> list[str]:
+    """Companies in the snapshot and not deleted at Codat, in id order."""
+    return list(db.scalars(select(Company.id).where(Company.deleted_at.is_(None)).order_by(Company.id)))
+
+
+def cursors(db: Db, company_ids: Sequence[str]) -> dict[str, datetime]:
+    rows = []
+    for ids in chunks(list(company_ids)):
+        query = select(ReconcileCursor.company_id, ReconcileCursor.pulls_seen_to)
+        rows += db.execute(query.where(ReconcileCursor.company_id.in_(ids))).all()
+    return dict(rows)
+
+
+def load_observed(
+    db: Db, company_ids: Sequence[str], settings: pd.DataFrame, fetched_pulls: pd.DataFrame
+) -> Observed:
+    """Our side of the batch (ledger, snapshot, every pull seen, reads) with Codat's settings and new pulls."""
+    ids = list(company_ids)
+    stored = _frame(
+        db, select(*[c for c in PullRecord.__table__.c if c.key in PULL_COLUMNS]), PullRecord.company_id, ids
+    )
+    pulls = pd.concat([stored[~stored["id"].isin(fetched_pulls["id"])], fetched_pulls], ignore_index=True)
+    snapshot = select(*SNAPSHOT_COLUMNS).join(Company, Company.id == Connection.company_id)
+    connections = _frame(db, snapshot, Connection.company_id, ids)
+    reads = _frame(
+        db, select(*[AccessRecord.__table__.c[c] for c in READ_COLUMNS]), AccessRecord.company_id, ids
+    )
+    return Observed(
+        company_ids=ids,
+        settings=settings.reindex(columns=SETTING_COLUMNS),
+        pulls=_times(pulls.reindex(columns=PULL_COLUMNS), ("requested", "completed")),
+        reads=_times(reads, ("at",)),
+        events=load_events(db, ids),
+        connections=_times(connections, _TIMES),
+    )
+
+
+def store_pulls(db: Db, pulls: pd.DataFrame, now: datetime) -> None:
+    upsert(
+        db,
+        PullRecord.__table__,
+        records(pulls.assign(seen_at=pd.Timestamp(now)), [*PULL_COLUMNS, "seen_at"]),
+        key="id",
+    )
+
+
+def advance_cursors(db: Db, company_ids: Sequence[str], seen_to: datetime, now: datetime) -> None:
+    rows = [{"company_id": c, "pulls_seen_to": seen_to, "reconciled_at": now} for c in company_ids]
+    upsert(db, ReconcileCursor.__table__, rows, key="company_id")
+
+
+def store_findings(
+    db: Db, findings: pd.DataFrame, company_ids: Sequence[str], kinds: Sequence[str], now: datetime
+) -> dict[str, int]:
+    """Upsert `findings`; resolve the checked companies' present-state findings not found again."""
+    table = Finding.__table__
+    rows = records(findings.rename(columns={"seen_at": "last_seen_at"}))
+    existing = _existing_keys(db, [r["key"] for r in rows])
+    for row in rows:
+        row |= {"first_seen_at": row["last_seen_at"], "resolved_at": None, "occurrences": 1}
+    for chunk in chunks(rows, 500):
+        statement = dialect_insert(db, table)
+        later = statement.excluded.last_seen_at > table.c.last_seen_at
+        db.execute(
+            statement.on_conflict_do_update(
+                index_elements=[table.c.key],
+                set_={
+                    "last_seen_at": case(
+                        (later, statement.excluded.last_seen_at), else_=table.c.last_seen_at
+                    ),
+                    "occurrences": case((later, table.c.occurrences + 1), else_=table.c.occurrences),
+                    "resolved_at": None,
+                    "detail": statement.excluded.detail,
+                },
+            ),
+            list(chunk),
+        )
+    resolved = 0
+    state_kinds = [k for k in kinds if k in STATE_KINDS]
+    keys = {r["key"] for r in rows}
+    for ids in chunks(list(company_ids), 500):
+        open_state = db.execute(
+            select(Finding.id, Finding.key).where(
+                Finding.company_id.in_(ids), Finding.kind.in_(state_kinds), Finding.resolved_at.is_(None)
+            )
+        ).all()
+        gone = [fid for fid, key in open_state if key not in keys]
+        for batch in chunks(gone, 500):
+            resolved += db.execute(
+                update(Finding).where(Finding.id.in_(batch)).values(resolved_at=now)
+            ).rowcount
+    return {"found": len(rows), "new": len(keys - existing), "resolved": resolved}
+
+
+def open_deletions(db: Db, deletions: pd.DataFrame, now: datetime) -> int:
+    """A deletion item (local store, due now) per pull completed without consent; returns how many were new."""
+    if deletions.empty:
+        return 0
+    rows = [
+        {
+            "key": f"local_store:unconsented_pull:{d['pull_id']}",
+            "company_id": d["company_id"],
+            "connection_id": d["connection_id"],
+            "data_type": d["data_type"],
+            "scope": "local_store",
+            "reason": "unconsented_pull",
+            "due_at": now,
+            "status": "planned",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for d in records(deletions)
+    ]
+    known = set(_ids(db, Connection, {r["connection_id"] for r in rows}))
+    return insert_new(db, DeletionItem.__table__, [r for r in rows if r["connection_id"] in known], key="key")
+
+
+def list_findings(
+    db: Db, *, kind: str | None = None, open_only: bool = False, company_id: str | None = None
+) -> list[dict[str, Any]]:
+    query = select(Finding.__table__).order_by(Finding.id)
+    conditions = []
+    if kind is not None:
+        conditions.append(Finding.kind == kind)
+    if open_only:
+        conditions.append(Finding.resolved_at.is_(None))
+    if company_id is not None:
+        conditions.append(Finding.company_id == company_id)
+    if conditions:
+        query = query.where(and_(*conditions))
+    return [dict(row) for row in db.execute(query).mappings()]
+
+
+def _existing_keys(db: Db, keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in chunks(keys, 500):
+        found |= set(db.scalars(select(Finding.key).where(Finding.key.in_(chunk))))
+    return found
+
+
+def _ids(db: Db, model: Any, ids: set[str]) -> list[str]:
+    return [
+        i
+        for chunk in chunks(sorted(ids), 500)
+        for i in db.scalars(select(model.id).where(model.id.in_(chunk)))
+    ]
+
+
+def _frame(db: Db, query: Any, company_column: Any, company_ids: list[str]) -> pd.DataFrame:
+    columns = [c.key for c in query.selected_columns]
+    rows = [
+        row for ids in chunks(company_ids) for row in db.execute(query.where(company_column.in_(ids))).all()
+    ]
+    return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def _times(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    out = frame.copy()
+    for column in columns:
+        out[column] = pd.to_datetime(out[column], utc=True)
+    return out

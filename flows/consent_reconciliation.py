@@ -1,0 +1,137 @@
+"""consent-reconciliation: what Codat is set to pull and did pull, and what products read, against consent.
+
+Companies (from the snapshot the expiry scan keeps, or `company_ids`) go in batches: one task reads a
+batch's sync settings and pull history from Codat, one diffs it against the ledger in one transaction
+(consent as of each pull's and read's own time) and stores findings, one remediates at Codat: sync
+settings cut or widened to exactly the entitled types, missing pulls queued. `window_start`/`window_end`
+check a past window instead (a backfill slice); the present (sync settings, missing pulls) is checked only
+when the window reaches `now`. `dry_run` reads and reports, and writes and changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from prefect import flow
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.runtime import flow_run
+
+from consent_lifecycle.clock import iso, utcnow
+from consent_lifecycle.db.models import FINDING_KINDS
+from flows.snapshot_sync import _batches
+from tasks.reconcile import fetch_codat_state, list_companies, reconcile_batch, remediate
+
+
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    start, end = parameters.get("window_start"), parameters.get("window_end")
+    if start or end:
+        name = f"reconcile-{start:%Y-%m-%dT%H%M}" if start else "reconcile"
+        name += f"-to-{end:%Y-%m-%dT%H%M}" if end else ""
+    else:
+        now = parameters.get("now") or flow_run.scheduled_start_time
+        name = f"reconcile-{now:%Y-%m-%dT%H%M}" if now else "reconcile"
+    return name + ("-dry-run" if parameters.get("dry_run") else "")
+
+
+@flow(name="consent-reconciliation", flow_run_name=_run_name)
+async def consent_reconciliation(
+    company_ids: list[str] | None = None,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    batch_size: int = 2000,
+) -> dict[str, Any]:
+    now = now or utcnow()
+    if window_start and window_end and window_start >= window_end:
+        raise ValueError(f"window_start {iso(window_start)} is not before window_end {iso(window_end)}")
+    batches = _batches(list_companies(company_ids), batch_size)
+    progress = await create_progress_artifact(
+        0.0, key="reconciliation-progress", description="Batches reconciled"
+    )
+    results, remediations = [], []
+    for done, batch in enumerate(batches, start=1):
+        state = await fetch_codat_state(batch, window_start, window_end)
+        result = reconcile_batch(batch, state, now, window_start, window_end, dry_run)
+        results.append(result)
+        if not dry_run and (not result["sync_settings"].empty or not result["queue"].empty):
+            remediations.append(await remediate(batch, result["sync_settings"], result["queue"]))
+        await update_progress_artifact(progress, 100.0 * done / len(batches))
+    summary = _summary(results, remediations, now, window_start, window_end, dry_run)
+    await _report(results, summary)
+    return summary
+
+
+def _summary(results, remediations, now, window_start, window_end, dry_run) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "as_of": iso(now),
+        "window_start": iso(window_start),
+        "window_end": iso(window_end),
+        "dry_run": dry_run,
+    }
+    for key in ("companies", "gone_at_codat", "pulls_read", "new", "resolved", "deletion_items_opened"):
+        summary[key] = sum(r.get(key, 0) for r in results)
+    summary["findings"] = {k: sum(r["by_kind"].get(k, 0) for r in results) for k in FINDING_KINDS}
+    summary["sync_settings_to_set"] = sum(r["sync_settings"]["company_id"].nunique() for r in results)
+    summary["pulls_to_queue"] = sum(len(r["queue"]) for r in results)
+    summary["sync_settings_set"] = sum(r["sync_settings_set"] for r in remediations)
+    summary["pulls_queued"] = sum(r["pulls_queued"] for r in remediations)
+    return summary
+
+
+async def _report(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """What the operator sees: findings by kind and company, the remediations, and the counts."""
+    findings = [r["findings"] for r in results if not r["findings"].empty]
+    table = (
+        pd.concat(findings).groupby(["kind", "company_id"]).size().rename("findings").reset_index()
+        if findings
+        else pd.DataFrame(columns=["kind", "company_id", "findings"])
+    )
+    await create_table_artifact(
+        key="reconciliation-findings",
+        table=table.head(1000).to_dict("records"),
+        description=f"Findings by kind and company at {summary['as_of']}",
+    )
+    remediations = [
+        {
+            "company_id": row["company_id"],
+            "action": f"queue {row['data_type']}",
+            "connection_id": row["connection_id"],
+        }
+        for r in results
+        for row in r["queue"].to_dict("records")
+    ] + [
+        {"company_id": c, "action": "set sync settings", "connection_id": None}
+        for r in results
+        for c in sorted(set(r["sync_settings"]["company_id"]))
+    ]
+    await create_table_artifact(
+        key="reconciliation-remediations",
+        table=remediations[:1000],
+        description="Remediations" + (" planned (dry run)" if summary["dry_run"] else " done"),
+    )
+    lines = [
+        f"# Consent reconciliation, {summary['as_of']}" + (" (dry run)" if summary["dry_run"] else ""),
+        "",
+    ]
+    if summary["window_start"] or summary["window_end"]:
+        lines += [f"Window: {summary['window_start'] or 'start'} to {summary['window_end'] or 'now'}", ""]
+    lines += ["| finding | count |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary["findings"].items()]
+    lines += [
+        "",
+        f"Companies checked: {summary['companies']}; pulls read: {summary['pulls_read']}",
+        (
+            f"Sync settings set: {summary['sync_settings_set']} of {summary['sync_settings_to_set']}; "
+            f"pulls queued: {summary['pulls_queued']} of {summary['pulls_to_queue']}; "
+            f"deletion items opened: {summary['deletion_items_opened']}"
+        ),
+    ]
+    await create_markdown_artifact(key="reconciliation-summary", markdown="\n".join(lines))

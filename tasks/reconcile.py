@@ -1,0 +1,175 @@
+"""consent-reconciliation's I/O steps: read Codat's side of a batch, reconcile it in the database, remediate."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
+
+from consent_lifecycle.catalog import load_catalog
+from consent_lifecycle.clock import iso
+from consent_lifecycle.codat import CodatClient, CodatError
+from consent_lifecycle.codat.models import SyncSetting
+from consent_lifecycle.db import reconcile as store
+from consent_lifecycle.reconcile import reconcile
+from consent_lifecycle.reconcile.diff import PULL_COLUMNS, SETTING_COLUMNS
+from tasks.resources import codat_client, engine, settings
+
+#: pulls are re-read from this long before the cursor, so one still running at the last read is seen finished
+OVERLAP = timedelta(days=1)
+
+
+@task(cache_policy=NO_CACHE)
+def list_companies(company_ids: list[str] | None) -> list[str]:
+    """The companies to reconcile: those named, or every company in the snapshot not deleted at Codat."""
+    if company_ids:
+        return sorted(set(company_ids))
+    with engine().connect() as db:
+        return store.active_company_ids(db)
+
+
+def _batch_name() -> str:
+    ids = task_run.parameters["company_ids"]
+    return f"{task_run.task_name}-{len(ids)}-from-{ids[0][:8]}" if ids else task_run.task_name
+
+
+@task(cache_policy=NO_CACHE, task_run_name=_batch_name)
+async def fetch_codat_state(
+    company_ids: list[str], window_start: datetime | None, window_end: datetime | None
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Sync settings and pull history (from the window's start, else from each company's cursor) of a batch,
+    concurrently within the client's bound; companies Codat no longer has are returned apart."""
+    with engine().connect() as db:
+        since = {} if window_start is not None else store.cursors(db, company_ids)
+    async with codat_client() as codat:
+        results = await asyncio.gather(
+            *(_company_state(codat, c, window_start or _minus(since.get(c)), window_end) for c in company_ids)
+        )
+    settings_rows = [row for found, rows, _ in results if found for row in rows]
+    pull_rows = [row for found, _, rows in results if found for row in rows]
+    gone = [c for c, (found, _, _) in zip(company_ids, results, strict=True) if not found]
+    pulls = pd.DataFrame.from_records(pull_rows, columns=PULL_COLUMNS)
+    for column in ("requested", "completed"):
+        pulls[column] = pd.to_datetime(pulls[column], utc=True)
+    return pd.DataFrame.from_records(settings_rows, columns=SETTING_COLUMNS), pulls, gone
+
+
+async def _company_state(
+    codat: CodatClient, company_id: str, start: datetime | None, end: datetime | None
+) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
+    clauses = [f"requested>={iso(start)}"] if start else []
+    clauses += [f"requested<{iso(end)}"] if end else []
+    try:
+        sync, pulls = await asyncio.gather(
+            codat.get_sync_settings(company_id),
+            codat.list_pull_operations(company_id, query="&&".join(clauses) or None),
+        )
+    except CodatError as exc:
+        if exc.status_code == 404:
+            return False, [], []
+        raise
+    settings_rows = [
+        {
+            "company_id": company_id,
+            "data_type": s.data_type,
+            "fetch_on_first_link": s.fetch_on_first_link,
+            "sync_schedule": s.sync_schedule,
+            "sync_order": s.sync_order,
+        }
+        for s in sync.settings
+    ]
+    pull_rows = [
+        {
+            "id": p.id,
+            "company_id": company_id,
+            "connection_id": p.connection_id,
+            "data_type": p.data_type,
+            "status": p.status,
+            "requested": p.requested,
+            "completed": p.completed,
+        }
+        for p in pulls
+    ]
+    return True, settings_rows, pull_rows
+
+
+@task(cache_policy=NO_CACHE, task_run_name=_batch_name)
+def reconcile_batch(
+    company_ids: list[str],
+    codat_state: tuple[pd.DataFrame, pd.DataFrame, list[str]],
+    now: datetime,
+    window_start: datetime | None,
+    window_end: datetime | None,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """Diff one batch against consent in one transaction: findings stored, deletion items opened, pulls and
+    cursors recorded (unless `dry_run`); returns the counts and what to remediate at Codat."""
+    sync_settings, pulls, gone = codat_state
+    checked = [c for c in company_ids if c not in set(gone)]
+    with engine().begin() as db:
+        observed = store.load_observed(db, checked, sync_settings, pulls)
+        result = reconcile(observed, load_catalog(settings().catalog), now, window_start, window_end)
+        counts: dict[str, Any] = {
+            "companies": len(checked),
+            "gone_at_codat": len(gone),
+            "pulls_read": len(pulls),
+        }
+        counts["by_kind"] = result.findings["kind"].value_counts().to_dict()
+        if not dry_run:
+            store.store_pulls(db, pulls, now)
+            counts |= store.store_findings(db, result.findings, checked, result.kinds, now)
+            counts["deletion_items_opened"] = store.open_deletions(db, result.deletions, now)
+            if window_start is None and window_end is None:
+                store.advance_cursors(db, checked, now, now)
+    counts["findings"] = result.findings
+    counts["sync_settings"] = result.sync_settings
+    counts["queue"] = result.queue
+    return counts
+
+
+@task(cache_policy=NO_CACHE, task_run_name=_batch_name)
+async def remediate(
+    company_ids: list[str], sync_settings: pd.DataFrame, queue: pd.DataFrame
+) -> dict[str, int]:
+    """Set each listed company's sync settings to exactly its entitled types, and queue each missing pull
+    (a pull Codat says is already in progress counts as queued: one in flight per connection and type)."""
+    async with codat_client() as codat:
+        settings_done = await asyncio.gather(
+            *(_set_settings(codat, c, frame) for c, frame in sync_settings.groupby("company_id", sort=True))
+        )
+        queued = await asyncio.gather(*(_queue(codat, **row) for row in queue.to_dict("records")))
+    return {"sync_settings_set": sum(settings_done), "pulls_queued": sum(queued)}
+
+
+async def _set_settings(codat: CodatClient, company_id: str, frame: pd.DataFrame) -> int:
+    rows = frame.dropna(subset=["data_type"])
+    settings_list = [
+        SyncSetting(
+            data_type=r["data_type"],
+            fetch_on_first_link=True,
+            sync_schedule=int(r["sync_schedule"]),
+            sync_order=int(r["sync_order"]),
+        )
+        for r in rows.to_dict("records")
+    ]
+    await codat.set_sync_settings(company_id, settings_list, overrides_defaults=True)
+    return 1
+
+
+async def _queue(codat: CodatClient, company_id: str, connection_id: str, data_type: str) -> int:
+    try:
+        await codat.queue_data_type(company_id, data_type, connection_id=connection_id)
+    except CodatError as exc:
+        if exc.status_code == 400 and "AlreadyInProgress" in str(exc):
+            return 0
+        raise
+    return 1
+
+
+def _minus(moment: datetime | None) -> datetime | None:
+    return moment - OVERLAP if moment is not None else None
