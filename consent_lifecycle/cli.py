@@ -900,6 +900,8 @@ def _safe_url(url: str) -> str:
 
 def main() -> None:
     """Entry point: Click reports usage errors with exit 2 itself; input errors found later exit 2 too."""
+    import consent_lifecycle.cli_reconcile  # noqa: F401  (registers its commands on `app`)
+
     try:
         app()
     except KeyboardInterrupt:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 
 def utcnow() -> datetime:
@@ -29,3 +30,17 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def day_slices(start: datetime, end: datetime, days: int = 1) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut at UTC midnights `days` apart: a backfill's slices (the first and last may be partial)."""
+    if start >= end:
+        raise ValueError(f"start {iso(start)} is not before end {iso(end)}")
+    start, end = as_utc(start), as_utc(end)
+    cuts = [start]
+    midnight = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=days)
+    while midnight < end:
+        cuts.append(midnight)
+        midnight += timedelta(days=days)
+    cuts.append(end)
+    return list(pairwise(cuts))
