@@ -870,11 +870,45 @@ def demo(
         typer.echo(f"sandbox at {sandbox.base_url}: {companies} companies (seed {seed})")
         typer.echo(f"database: {_safe_url(settings.database_url)}")
         summary = _run_expiry_scan(settings, None, None, dry_run=False)
-    _print_scan(summary, as_json=False)
-    typer.echo(f"notices written to {settings.notify_file} (set CONSENT_NOTIFY_WEBHOOK_URL to POST them instead)")
+        _print_scan(summary, as_json=False)
+        typer.echo(
+            f"notices written to {settings.notify_file} (set CONSENT_NOTIFY_WEBHOOK_URL to POST them instead)"
+        )
+        typer.echo("")
+        granted = _demo_consents(settings, catalog, sandbox)
+        typer.echo(f"consents recorded from the companies' Codat products: {granted}")
+        from consent_lifecycle.cli_reconcile import _print_reconciliation, _reconcile
+
+        reconciled = _reconcile(settings, dry_run=False)
+    _print_reconciliation(reconciled)
     typer.echo("")
     typer.echo(f"products in catalog {catalog.version}:")
     _print_table(catalog.rows(), ["key", "name", "retention_days", "required"])
+
+
+def _demo_consents(settings: Settings, catalog: Catalog, sandbox: Any) -> int:
+    """Record, once, the consent each sandbox company gave at its first link to the products Codat lists for
+    it (a stand-in for the onboarding journey), so the reconciliation has consent to compare against."""
+    import httpx
+
+    from consent_lifecycle.db.engine import make_engine
+    from consent_lifecycle.ledger import ConsentError, Ledger
+
+    ledger = Ledger(make_engine(settings.database_url), catalog)
+    with httpx.Client(base_url=sandbox.base_url, headers=sandbox.auth_header, timeout=30) as http:
+        companies = http.get("/companies", params={"pageSize": 5000}).json()["results"]
+    granted = 0
+    for company in companies:  # demo set-up, a few dozen companies: one ledger call per grant
+        if ledger.consents(company["id"]):
+            continue
+        for product in (p for p in company.get("products", []) if p in catalog.products):
+            try:
+                ledger.grant(company["id"], product, wording_version=f"v{catalog.version}", actor="onboarding",
+                             channel="ui", at=parse_iso(company["created"]))
+                granted += 1
+            except ConsentError:  # no Linked connection of the kind the product reads
+                continue
+    return granted
 
 
 @contextmanager
