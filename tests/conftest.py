@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures_sandbox",
     "tests.fixtures_db",
     "tests.fixtures_webhook",
+    "tests.fixtures_flows",
 ]

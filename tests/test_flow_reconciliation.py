@@ -15,7 +15,7 @@ from consent_lifecycle.db.reconcile import list_findings
 from consent_lifecycle.ledger import Ledger
 from flows.connection_expiry_scan import connection_expiry_scan
 from flows.consent_reconciliation import consent_reconciliation
-from tests.fixtures_sandbox import SANDBOX_API_KEY, SANDBOX_NOW, sandbox_client
+from tests.fixtures_sandbox import SANDBOX_NOW, sandbox_client
 
 pytestmark = pytest.mark.prefect
 CATALOG = load_catalog()
@@ -24,11 +24,7 @@ FINANCIAL_STATEMENTS = {"balanceSheet", "profitAndLoss", "cashFlowStatement"}
 
 
 @pytest.fixture
-def world(fresh_sandbox, sqlite_url, prefect_harness, monkeypatch, tmp_path):
-    monkeypatch.setenv("CONSENT_DATABASE_URL", sqlite_url)
-    monkeypatch.setenv("CONSENT_CODAT_BASE_URL", fresh_sandbox.base_url)
-    monkeypatch.setenv("CONSENT_CODAT_API_KEY", SANDBOX_API_KEY)
-    monkeypatch.setenv("CONSENT_NOTIFY_FILE", str(tmp_path / "notices.jsonl"))
+def world(flow_env, fresh_sandbox, sqlite_url):
     asyncio.run(connection_expiry_scan(now=SANDBOX_NOW))  # the snapshot
     return World(fresh_sandbox, make_engine(sqlite_url))
 

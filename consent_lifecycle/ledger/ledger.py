@@ -620,6 +620,14 @@ class Ledger:
     def _events(self, db: Db, company_id: str | None) -> pd.DataFrame:
         return load_events(db, None if company_id is None else [company_id])
 
+    def coverage(self, db: Db, company_id: str) -> tuple[pd.DataFrame, list[str]]:
+        """In the caller's transaction (which should hold `lock_company`): the company's active consent pairs
+        (product, connection_id, data_type), whatever the connection's status, and its active consent ids.
+        What a deletion checks: an active consent covers its data even while the connection is expired."""
+        state = self._current(db, company_id)
+        active = sorted(state.consents.loc[state.consents["status"] == "active", "consent_id"])
+        return self._pairs(db, company_id), active
+
     def _pairs(self, db: Db, company_id: str) -> pd.DataFrame:
         """The company's active consent pairs (product, connection_id, data_type), whatever the status."""
         state = self._current(db, company_id)

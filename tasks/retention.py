@@ -1,0 +1,72 @@
+"""retention-enforcement's I/O steps: plan deletion items, find what is due, execute a batch of them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.variables import Variable
+
+from consent_lifecycle.catalog import load_catalog
+from consent_lifecycle.codat import CodatClient, CodatError
+from consent_lifecycle.db import retention as store
+from consent_lifecycle.notify.outbox import default_worker
+from consent_lifecycle.retention.purge import SqlTablePurger
+from tasks.resources import codat_client, engine, settings
+
+KILL_SWITCH = "consent-deletions-enabled"
+
+
+@task(cache_policy=NO_CACHE)
+async def deletions_enabled() -> bool:
+    """The operators' kill switch: the Prefect Variable `consent-deletions-enabled` (enabled when unset)."""
+    value = await Variable.aget(KILL_SWITCH, default=True)
+    return str(value).strip().lower() not in {"false", "0", "no", "off", "disabled"}
+
+
+@task(cache_policy=NO_CACHE)
+def plan_deletions(now: datetime, company_ids: list[str] | None) -> dict[str, Any]:
+    """Open, cancel, hold and release deletion items for what no consent covers at `now` (idempotent)."""
+    return store.plan(engine(), load_catalog(settings().catalog), now, company_ids)
+
+
+@task(cache_policy=NO_CACHE)
+def due_items(now: datetime, company_ids: list[str] | None) -> list[int]:
+    return store.due_items(engine(), now, company_ids=company_ids)
+
+
+@task(cache_policy=NO_CACHE)
+async def execute_items(item_ids: list[int], now: datetime) -> list[dict[str, Any]]:
+    """Execute each item in its own transaction (check, delete at Codat or purge locally, receipt)."""
+    catalog = load_catalog(settings().catalog)
+    purger = SqlTablePurger(settings().local_store_tables)
+    worker = default_worker()
+    async with codat_client() as codat:
+        return [
+            (
+                await store.execute(
+                    engine(),
+                    catalog,
+                    item_id,
+                    now,
+                    delete_connection=_deleter(codat),
+                    purger=purger,
+                    worker=worker,
+                )
+            ).as_dict()
+            for item_id in item_ids
+        ]
+
+
+def _deleter(codat: CodatClient):
+    async def delete_connection(company_id: str, connection_id: str) -> int:
+        try:
+            return await codat.delete_connection(company_id, connection_id)
+        except CodatError as exc:
+            if exc.status_code == 404:  # already gone: what the item wanted
+                return 404
+            raise
+
+    return delete_connection
