@@ -30,8 +30,9 @@ def plan_deletions(intervals: pd.DataFrame, catalog: Catalog, now: datetime) -> 
     now_ts = pd.Timestamp(now)
     spans = intervals[intervals["start"] <= now_ts].copy()
     spans["open"] = spans["end"].isna() | (spans["end"] > now_ts)
-    retention = pd.Series({k: pd.Timedelta(days=p.retention_days) for k, p in catalog.products.items()})
-    spans["due_at"] = spans["end"] + spans["product"].map(retention)
+    retention_days = spans["product"].map({k: p.retention_days for k, p in catalog.products.items()})
+    spans["end"] = pd.to_datetime(spans["end"], utc=True)
+    spans["due_at"] = spans["end"] + pd.to_timedelta(retention_days, unit="D")
     local = _uncovered(spans, ["company_id", "data_type"])
     local["connection_id"] = None
     local["scope"] = "local_store"
