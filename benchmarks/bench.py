@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -115,6 +116,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="directory for the JSON results (default: benchmarks/results/)",
     )
     args = parser.parse_args(argv)
+    if args.output.exists() and not args.output.is_dir():
+        parser.error(f"--output {args.output}: not a directory")
     try:  # fail now, not after minutes of measuring
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -519,8 +522,13 @@ def write_json(rows: Sequence[Row], args: argparse.Namespace, started: datetime,
 # -- main ----------------------------------------------------------------------------------------
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C
     started = datetime.now(UTC)
     specs = [FLOWS[name] for name in args.flows]
     try:
@@ -533,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"error: {exc}")
         return 1
     except KeyboardInterrupt:
-        say("interrupted: every child process was stopped")
+        say("interrupted: the child processes were stopped")
         return 130
     print(render_table(rows))
     say(f"results written to {write_json(rows, args, started, args.output)}")
