@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,8 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 def stop_group(process: subprocess.Popen[Any]) -> None:
     """SIGTERM the child's process group, SIGKILL it if it has not exited after the grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
+        with suppress(ProcessLookupError):  # the whole group has already gone
             os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
         try:
             process.wait(timeout=STOP_GRACE_SECONDS)
             return
@@ -78,7 +76,7 @@ def background(
 def wait_until_ready(
     ready: Callable[[], bool], process: subprocess.Popen[Any], what: str, log_path: Path, timeout: float
 ) -> float:
-    """Poll `ready()` until true; returns the seconds waited. BenchError if `process` exits or time runs out."""
+    """Poll `ready()` until true; return the seconds waited. BenchError if `process` exits or time is up."""
     started = time.monotonic()
     while not ready():
         if process.poll() is not None:
@@ -92,7 +90,7 @@ def wait_until_ready(
 def run_quietly(
     command: Sequence[str], env: Mapping[str, str], log_path: Path, timeout: float, what: str
 ) -> float:
-    """Run `command` to completion (output to `log_path`); returns its wall seconds, BenchError if it fails."""
+    """Run `command` to completion (output to `log_path`); return its wall seconds. BenchError on failure."""
     started = time.monotonic()
     with background(command, env, log_path) as process:
         try:

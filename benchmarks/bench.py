@@ -56,6 +56,8 @@ UNTHROTTLED_PER_COMPANY = 10_000
 PREFECT_START_TIMEOUT = 180.0
 FLOW_TIMEOUT = 3600.0
 TASK_RUNS_SETTLE_TIMEOUT = 60.0
+TASK_RUN_DETAILS_LIMIT = 200  # the server's default page limit
+TERMINAL_STATES = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 BIN = Path(sys.executable).parent
 # Inherited CONSENT_ variables the benchmark sets itself (others, e.g. CONSENT_CODAT_MAX_CONCURRENCY, pass).
 OWNED_CONSENT_VARIABLES = (
@@ -208,10 +210,6 @@ def prefect_server(workdir: Path) -> Iterator[Services]:
     say("Prefect server stopped")
 
 
-TERMINAL_STATES = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
-TASK_RUN_DETAILS_LIMIT = 200  # the server's default page limit
-
-
 def _seconds(task_run: Mapping[str, Any]) -> float | None:
     start, end = task_run.get("start_time"), task_run.get("end_time")
     if not (start and end):
@@ -298,24 +296,20 @@ class SandboxAdmin:
 @contextmanager
 def sandbox(setup: SizeSetup, port: int) -> Iterator[SandboxAdmin]:
     """`consent sandbox serve` with `setup.companies` companies, clock frozen, limits out of the way."""
+    options = {
+        "--host": "127.0.0.1",
+        "--port": port,
+        "--companies": setup.companies,
+        "--seed": setup.seed,
+        "--now": SANDBOX_NOW,
+        "--rate-limit-per-minute": UNTHROTTLED_PER_MINUTE,
+        "--concurrent-per-company": UNTHROTTLED_PER_COMPANY,
+    }
     command = [
         str(BIN / "consent"),
         "sandbox",
         "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--companies",
-        str(setup.companies),
-        "--seed",
-        str(setup.seed),
-        "--now",
-        SANDBOX_NOW,
-        "--rate-limit-per-minute",
-        str(UNTHROTTLED_PER_MINUTE),
-        "--concurrent-per-company",
-        str(UNTHROTTLED_PER_COMPANY),
+        *(str(part) for item in options.items() for part in item),
     ]
     env = base_env() | {"CONSENT_CODAT_API_KEY": setup.api_key}
     log = setup.directory / "sandbox.log"
@@ -361,10 +355,13 @@ class Row:
     raw_paging: dict[str, Any] | None
 
     @property
+    def raw_seconds(self) -> float | None:
+        return self.raw_paging["wall_seconds"] if self.raw_paging else None
+
+    @property
     def ratio(self) -> float | None:
-        if not self.raw_paging or not self.raw_paging["wall_seconds"]:
-            return None
-        return self.first.wall_seconds / self.raw_paging["wall_seconds"]
+        """Flow wall over raw paging wall: how much the flow costs beyond fetching the same pages."""
+        return self.first.wall_seconds / self.raw_seconds if self.raw_seconds else None
 
 
 def not_2xx(counters: Mapping[str, Any]) -> int:
@@ -414,9 +411,7 @@ def run_flow(
     )
     say(f"  slowest tasks: {slowest(task_run_details)}")
     if measured.sandbox_requests_not_2xx:
-        say(
-            f"  warning: {measured.sandbox_requests_not_2xx} sandbox responses were not 2xx: {counters['by_status']}"
-        )
+        say(f"  warning: {measured.sandbox_requests_not_2xx} responses not 2xx: {counters['by_status']}")
     return measured
 
 
@@ -440,7 +435,10 @@ def migrate(setup: SizeSetup, services: Services) -> None:
 
 
 def measure(spec: FlowSpec, companies: int, seed: int, services: Services) -> Row:
-    """One flow at one size: its own sandbox and fresh database; the flow twice, then raw paging."""
+    """One flow at one size: its own sandbox and fresh database; the flow twice, then raw paging.
+
+    Raw paging runs last, on a sandbox the flow has already warmed, so the ratio errs against the flow.
+    """
     port = free_port()
     setup = SizeSetup(
         companies=companies,
@@ -453,7 +451,7 @@ def measure(spec: FlowSpec, companies: int, seed: int, services: Services) -> Ro
     with sandbox(setup, port) as admin:
         migrate(setup, services)
         now = admin.now()
-        first = run_flow(spec, setup, services, admin, "first run")
+        first = run_flow(spec, setup, services, admin, "first")
         rerun = run_flow(spec, setup, services, admin, "rerun")
         raw = run_raw_paging(spec.raw_page_size, setup, services, admin) if spec.raw_page_size else None
     return Row(
@@ -476,7 +474,7 @@ COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("connections", lambda r: _number(r.first.connections_seen)),
     ("flow s", lambda r: _number(r.first.wall_seconds, 2)),
     ("rerun s", lambda r: _number(r.rerun.wall_seconds, 2)),
-    ("raw paging s", lambda r: _number(r.raw_paging and r.raw_paging["wall_seconds"], 2)),
+    ("raw paging s", lambda r: _number(r.raw_seconds, 2)),
     ("flow/raw", lambda r: _number(r.ratio, 1)),
     ("peak RSS MB", lambda r: _number(r.first.peak_rss_mb, 1)),
     ("task runs", lambda r: _number(r.first.task_runs)),
@@ -504,7 +502,7 @@ def write_json(rows: Sequence[Row], args: argparse.Namespace, started: datetime,
     path = output / f"bench-{started:%Y%m%dT%H%M%SZ}.json"
     document = {
         "started_at": started.isoformat().replace("+00:00", "Z"),
-        "command": [Path(sys.executable).name, "-m", "benchmarks.bench", *sys.argv[1:]],
+        "command": " ".join(sys.orig_argv),
         "seed": args.seed,
         "sandbox_now": SANDBOX_NOW,
         "machine": {

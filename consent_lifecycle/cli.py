@@ -877,7 +877,7 @@ def demo(
         typer.echo("")
         granted = _demo_consents(settings, catalog, sandbox)
         typer.echo(f"consents recorded from the companies' Codat products: {granted}")
-        from consent_lifecycle.cli_reconcile import _print_reconciliation, _reconcile
+        from consent_lifecycle.cli_flows import _print_reconciliation, _reconcile
 
         reconciled = _reconcile(settings, dry_run=False)
     _print_reconciliation(reconciled)
@@ -934,7 +934,7 @@ def _safe_url(url: str) -> str:
 
 def main() -> None:
     """Entry point: Click reports usage errors with exit 2 itself; input errors found later exit 2 too."""
-    import consent_lifecycle.cli_reconcile  # noqa: F401  (registers its commands on `app`)
+    import consent_lifecycle.cli_flows  # noqa: F401  (registers its commands on `app`)
 
     try:
         app()

@@ -1,4 +1,4 @@
-"""`consent run reconcile`, `consent backfill reconcile`, `consent findings list`, `consent access ...`.
+"""The flow commands: `consent run reconcile|retention`, `backfill reconcile`, `findings`, `access`, `deletions`.
 
 Registered on the `consent` app by `consent_lifecycle.cli`; shares its argument parsers and printers.
 """
@@ -76,7 +76,8 @@ def backfill_reconcile(
         typer.Option("--via-deployment", help=f"Create one run per slice of the deployment {DEPLOYMENT}."),
     ] = False,
     slice_days: Annotated[
-        int, typer.Option("--slice-days", callback=_within(1, 366), help="Days per slice (one flow run each).")
+        int,
+        typer.Option("--slice-days", callback=_within(1, 366), help="Days per slice (one flow run each)."),
     ] = 1,
     as_json: JsonOption = False,
 ) -> None:
@@ -318,3 +319,105 @@ def _print_reconciliation(summary: dict[str, Any]) -> None:
         f"companies, {summary['pulls_queued']} of {summary['pulls_to_queue']} missing pulls queued, "
         f"{summary['deletion_items_opened']} deletion items opened"
     )
+
+
+# -- retention -------------------------------------------------------------------------------------
+
+deletions_app = typer.Typer(
+    rich_markup_mode=None, help="Deletion items and their receipts.", no_args_is_help=True
+)
+app.add_typer(deletions_app, name="deletions")
+
+
+@run_app.command("retention")
+def run_retention(
+    company: CompanyOption = None,
+    now: NowOption = None,
+    execute: Annotated[
+        bool,
+        typer.Option("--execute", help="Delete what is due (default: a dry run that plans and reports)."),
+    ] = False,
+    max_deletions: Annotated[
+        int, typer.Option("--max-deletions", callback=_within(0), help="Stop, deleting nothing, above this.")
+    ] = 1000,
+    as_json: JsonOption = False,
+) -> None:
+    """Flow retention-enforcement: plan deletions, and with --execute delete what is due, with receipts."""
+    from consent_lifecycle.db.migrate import upgrade
+    from flows.retention_enforcement import retention_enforcement
+
+    company_ids = _company_ids(company)
+    at = _iso_time(now)
+    settings = _codat_settings() if execute else _settings()
+    upgrade(settings.database_url)
+    state = asyncio.run(
+        retention_enforcement(
+            company_ids=company_ids,
+            now=at,
+            dry_run=not execute,
+            max_deletions=max_deletions,
+            return_state=True,
+        )
+    )
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, dict):
+        raise _fail(f"retention-enforcement failed: {summary}", code=1)
+    body = {"state": state.name, "message": state.message, **summary}
+    if as_json:
+        _print_json(body)
+    else:
+        typer.echo(f"retention as of {summary['as_of']}: {state.name} ({state.message})")
+        _print_table(
+            [
+                {"": k, "items": v}
+                for k, v in summary.items()
+                if isinstance(v, int) and not isinstance(v, bool)
+            ],
+            ["", "items"],
+        )
+    if state.is_failed():
+        raise typer.Exit(1)
+
+
+@deletions_app.command("list")
+def deletions_list(
+    status: Annotated[
+        str | None, typer.Option("--status", metavar="S", help="Only items in this status.")
+    ] = None,
+    company: Annotated[
+        str | None,
+        typer.Option("--company", callback=_optional_company_id, metavar="ID", help="Only this company."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deletion items: what, why, when due, and where each stands."""
+    from consent_lifecycle.db.models import DELETION_STATUSES
+    from consent_lifecycle.db.retention import items
+
+    if status is not None and status not in DELETION_STATUSES:
+        raise _fail(f"unknown status {status!r}: expected one of {', '.join(DELETION_STATUSES)}")
+    rows = [{**r, "due_at": iso(r["due_at"])} for r in items(_engine(_settings()), company, status)]
+    if as_json:
+        _print_json(rows)
+        return
+    _print_table(
+        rows, ["id", "status", "scope", "company_id", "connection_id", "data_type", "due_at", "reason"]
+    )
+
+
+@deletions_app.command("receipts")
+def deletions_receipts(
+    company: Annotated[
+        str | None,
+        typer.Option("--company", callback=_optional_company_id, metavar="ID", help="Only this company."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One receipt per executed deletion: what, when, why, the consents checked, Codat's answer, rows purged."""
+    from consent_lifecycle.db.retention import receipts
+
+    rows = [{**r, "executed_at": iso(r["executed_at"])} for r in receipts(_engine(_settings()), company)]
+    if as_json:
+        _print_json(rows)
+        return
+    _print_table(rows, ["id", "item_id", "company_id", "executed_at", "codat_status", "rows_purged", "why"])
