@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: venv demo test lint serve-sandbox clean
+.PHONY: venv demo test bench soak lint serve-sandbox clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest
+
+# Figures, not tests: the flows at chosen sizes against a sandbox process and a real Prefect server, and the
+# reconciliation diff against a naive loop. Results land in benchmarks/results/ (gitignored).
+BENCH_COMPANIES ?= 1000 10000
+bench: venv
+	$(BIN)/python -m benchmarks.bench --companies $(BENCH_COMPANIES)
+	$(BIN)/python -m benchmarks.diff_bench --rows 1000000
+
+# Longer runs of the crash trials (SIGKILL at random points): 20 per flow instead of CI's few.
+soak: venv
+	CONSENT_CRASH_TRIALS=20 $(BIN)/python -m pytest -q tests/test_retention_crashes.py tests/test_flow_expiry_scan.py
 
 lint: venv
 	$(BIN)/python -m pip install --quiet ruff

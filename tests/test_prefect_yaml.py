@@ -1,0 +1,36 @@
+"""prefect.yaml: every deployment's entrypoint imports a flow, and every parameter it sets exists on it."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=[d["name"] for d in DEPLOYMENTS])
+def test_entrypoint_and_parameters(deployment):
+    path, _, name = deployment["entrypoint"].partition(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    flow = getattr(module, name)
+    accepted = inspect.signature(flow.fn).parameters
+    assert set(deployment.get("parameters") or {}) <= set(accepted), deployment["name"]
+    assert deployment["work_pool"]["name"] == "consent-process"
+    for schedule in deployment.get("schedules") or []:
+        assert schedule["timezone"] and len(schedule["cron"].split()) == 5
+
+
+def test_the_three_flows_are_deployed_under_their_own_names():
+    names = {d["name"]: d for d in DEPLOYMENTS}
+    assert {"connection-expiry-scan", "consent-reconciliation", "retention-enforcement"} <= set(names)
+    assert names["retention-enforcement"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    # the backfill's --via-deployment targets this name
+    from consent_lifecycle.cli_flows import DEPLOYMENT
+
+    flow_name, _, deployment_name = DEPLOYMENT.partition("/")
+    assert deployment_name in names and flow_name == "consent-reconciliation"
