@@ -88,6 +88,11 @@ async def _report(
 ) -> None:
     executed = [o for o in outcomes if o["status"] == "done"]
     await create_table_artifact(
+        key="retention-planned",
+        table=_plain(planned["planned_items"]) or [{"id": None, "due_at": None}],
+        description=f"Deletion items planned (soonest due first; {len(due)} due at {summary['as_of']})",
+    )
+    await create_table_artifact(
         key="retention-executed",
         table=executed[:1000] or [{"item_id": None, "receipt_id": None}],
         description=f"Deletions executed at {summary['as_of']}, with receipt ids",

@@ -86,6 +86,7 @@ def plan(
         "held": int(on_hold.sum()),
         "cancelled_items": records(gone[ITEM_COLUMNS]),
         "held_items": records(items.loc[on_hold, ITEM_COLUMNS]),
+        "planned_items": records(items.loc[~on_hold, ITEM_COLUMNS].sort_values("due_at").head(1000)),
     }
 
 
