@@ -149,3 +149,40 @@ def test_whichever_commits_first_wins_every_time(postgres_url, first):
         else:
             assert outcome.status == "done" and len(store.receipts(engine, company)) == 1
     assert calls == []  # only local-store items raced here
+
+
+@pytest.mark.prefect
+def test_four_retention_runs_at_once_delete_each_connection_once(flow_env, fresh_sandbox, postgres_url):
+    """Four `consent run retention --execute` processes on one PostgreSQL database and the sandbox."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    from consent_lifecycle.clock import iso
+    from tests.fixtures_sandbox import sandbox_client
+    from tests.test_retention_crashes import DELETE_CONNECTION, LATER, prepare
+
+    flow_env.setenv("CONSENT_DATABASE_URL", postgres_url)
+    flow_env.setenv("CONSENT_LOCAL_STORE_TABLES", json.dumps({"balanceSheet": "store_balance_sheets"}))
+    expected = prepare(fresh_sandbox, postgres_url)
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    command = [str(Path(sys.executable).with_name("consent")), "run", "retention", "--execute", "--now", iso(LATER),
+               "--json"]
+    runs = [subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [run.communicate(timeout=300) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err[-1500:] for _, err in results]
+    summaries = [json.loads(out) for out, _ in results]
+    assert sum(s["executed_done"] for s in summaries) == expected["due"]
+    engine = make_engine(postgres_url)
+    assert sorted(r["item_id"] for r in store.receipts(engine)) == sorted(
+        i["id"] for i in store.items(engine, status="done")
+    )
+    assert len(store.receipts(engine)) == expected["due"]
+    with sandbox_client(fresh_sandbox) as http:
+        deletes = http.get("/_sandbox/requests").json()["by_status"].get(DELETE_CONNECTION, {})
+    assert deletes == {"200": expected["connections"]}  # each connection deleted once, none twice (no 404)
