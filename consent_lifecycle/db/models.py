@@ -239,6 +239,18 @@ class ReconcileCursor(Base):
     reconciled_at: Mapped[datetime]
 
 
+class WebhookDelivery(Base):
+    """A Codat webhook delivery we acted on, by its `webhook-id`: a second delivery of it is not acted on."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(KEY))
+    company_id: Mapped[str | None] = mapped_column(String(ID))
+    generated_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+
+
 class Finding(Base):
     """A difference between entitlements and pulls, deduplicated by `key`."""
 

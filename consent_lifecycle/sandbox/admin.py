@@ -5,6 +5,7 @@ They need the API key like every route, but are neither rate limited, faulted no
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -96,16 +97,37 @@ async def advance_clock(request: Request) -> Response:
 
 @router.post("/connections/{connectionId}/deauthorize")
 async def deauthorize(request: Request, connectionId: str) -> Response:
-    sb = sandbox(request)
-    sb.world.settle()
-    return json_response(sb.world.set_connection_status(connectionId, "deauthorize"))
+    return await _set_status(sandbox(request), connectionId, "deauthorize", "connection.disconnected")
 
 
 @router.post("/connections/{connectionId}/reconnect")
 async def reconnect(request: Request, connectionId: str) -> Response:
-    sb = sandbox(request)
+    return await _set_status(sandbox(request), connectionId, "reconnect", "connection.reconnected")
+
+
+async def _set_status(sb: Sandbox, connection_id: str, action: str, event_type: str) -> Response:
     sb.world.settle()
-    return json_response(sb.world.set_connection_status(connectionId, "reconnect"))
+    connection = sb.world.set_connection_status(connection_id, action)
+    row = sb.world.store.connection(json.loads(connection)["id"])
+    company = json.loads(sb.world.company_json(row["company_id"]))
+    await asyncio.to_thread(sb.webhooks.emit, event_type, company, json.loads(connection), sb.world.now_text())
+    return json_response(connection)
+
+
+@router.post("/webhooks")
+async def set_webhooks(request: Request) -> Response:
+    """Send Codat webhooks to `url`, signed with `secret` (Svix-style); an empty body turns them off."""
+    data = await body_object(request, required=False)
+    url, secret = data.get("url"), data.get("secret")
+    if (url is None) != (secret is None) or any(v is not None and not isinstance(v, str) for v in (url, secret)):
+        raise _bad("url", "give both url and secret as strings, or neither")
+    sandbox(request).webhooks.configure(url, secret)
+    return json_response({"url": url, "enabled": url is not None})
+
+
+@router.get("/webhooks/deliveries")
+async def webhook_deliveries(request: Request) -> Response:
+    return json_response(sandbox(request).webhooks.delivered)
 
 
 @router.get("/faults")

@@ -66,29 +66,35 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 def running_sandbox(config: SandboxConfig) -> Iterator[SandboxHandle]:
     """Serve a sandbox on 127.0.0.1 (a free port, bound before the server starts) until the block ends."""
     app = create_app(config)
+    try:
+        with serving(app) as base_url:
+            yield SandboxHandle(base_url=base_url, api_key=config.api_key, config=config, app=app)
+    finally:
+        app.state.sandbox.close()
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """Serve any ASGI `app` on 127.0.0.1 in a thread (a free port, bound first) until the block ends;
+    yields its base URL."""
     sock = _listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = _server(app)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"codat-sandbox-{port}", daemon=True
-    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"asgi-{port}", daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while not server.started:
             if not thread.is_alive():
-                raise RuntimeError("the sandbox server stopped during start-up")
+                raise RuntimeError("the server stopped during start-up")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the sandbox server did not start within {STARTUP_TIMEOUT_SECONDS} s")
+                raise RuntimeError(f"the server did not start within {STARTUP_TIMEOUT_SECONDS} s")
             time.sleep(0.002)
-        yield SandboxHandle(
-            base_url=f"http://127.0.0.1:{port}", api_key=config.api_key, config=config, app=app
-        )
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-        app.state.sandbox.close()
 
 
 def serve(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8765) -> None:

@@ -14,6 +14,7 @@ from consent_lifecycle.sandbox.config import SandboxConfig
 from consent_lifecycle.sandbox.counters import RequestCounters
 from consent_lifecycle.sandbox.faults import FaultInjector
 from consent_lifecycle.sandbox.limits import ConcurrencyLimiter, RateLimiter
+from consent_lifecycle.sandbox.webhooks import WebhookEmitter
 from consent_lifecycle.sandbox.world import World
 
 
@@ -27,6 +28,7 @@ class Sandbox:
         self.concurrency = ConcurrencyLimiter(config.concurrent_per_company)
         self.faults = FaultInjector()
         self.counters = RequestCounters()
+        self.webhooks = WebhookEmitter()
         self.api_routes: list[Route] = []
 
     def __repr__(self) -> str:
@@ -61,6 +63,7 @@ class Sandbox:
             self.world.seed if seed is None else seed,
         )
         self.faults.configure(type(self.faults.settings)())
+        self.webhooks = WebhookEmitter()
         self.rate.clear()
         self.counters.clear()
 
