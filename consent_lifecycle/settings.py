@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     notify_webhook_url: str | None = Field(None, description="POST notifications here (signed); else a file")
     notify_webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key of the webhook signature")
     notify_file: Path = Field(DEFAULT_DATA_DIR / "notifications.jsonl", description="notifications file")
+    codat_webhook_secret: SecretStr | None = Field(
+        None, description="signing secret of the Codat webhook endpoint (whsec_...), for the receiver"
+    )
     local_store_tables: dict[str, str] = Field(
         default_factory=dict,
         description='JSON {"data type": "table"}: tables in the consent database holding pulled data, purged '
