@@ -1,9 +1,13 @@
-"""The flows the benchmark can run: one `FlowSpec` per flow, keyed by its Prefect name.
+"""The flows of the nightly cycle the benchmark runs: one `FlowSpec` per flow, keyed by its Prefect name.
 
-To benchmark another flow, add one entry to `FLOWS`: where the flow is, the parameters it is called with
-(given the sandbox's frozen `now`), and how to read the connections it saw and the notifications it queued
-from the summary it returns. `raw_page_size` set means the flow pages `/companies` at that size, so the
-benchmark also times raw paging of the same pages for comparison.
+`FLOWS` is in cycle order (expiry scan, reconciliation, retention), and `benchmarks.bench` runs the chosen
+ones in that order against one sandbox and one database per size. To benchmark another flow, add one
+entry: where the flow is, the parameters it is called with (given the sandbox's frozen `now`), a one-line
+outcome read from the summary it returns, and what it needs first:
+
+- `needs_consents`: the ledger is seeded (`benchmarks._seed_consents`, not timed as a flow) before it;
+- `rerun`: it runs a second time right after the first (the second scan should queue no notification);
+- `raw_page_size`: it pages `/companies` at that size, so raw httpx paging of the same pages is timed too.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ class FlowSpec:
     name: str
     entrypoint: str  # "package.module:flow_function"
     parameters: Callable[[datetime], dict[str, Any]]
-    connections_seen: Callable[[Summary], int | None]
-    notifications_queued: Callable[[Summary], int | None]
+    outcome: Callable[[Summary], str]  # what the run did, in a few words, for the table
+    rerun_outcome: Callable[[Summary], str] | None = None  # the same for the rerun, when `rerun`
+    needs_consents: bool = False
+    rerun: bool = False
     raw_page_size: int | None = None
 
     def load(self) -> Any:
@@ -39,12 +45,34 @@ def _expiry_scan_parameters(now: datetime) -> dict[str, Any]:
     return {"now": now, "page_size": EXPIRY_SCAN_PAGE_SIZE}
 
 
-def _classified_connections(summary: Summary) -> int:
-    return sum(summary["classes"].values())
+def _expiry_scan_outcome(summary: Summary) -> str:
+    connections = sum(summary["classes"].values())
+    return f"{connections} connections, {summary.get('notifications_queued', 0)} queued"
 
 
-def _queued(summary: Summary) -> int | None:
-    return summary.get("notifications_queued")
+def _expiry_scan_rerun_outcome(summary: Summary) -> str:
+    return f"rerun queued {summary.get('notifications_queued', 0)}"
+
+
+def _reconciliation_parameters(now: datetime) -> dict[str, Any]:
+    return {"now": now, "dry_run": False}
+
+
+def _reconciliation_outcome(summary: Summary) -> str:
+    findings = sum(summary["findings"].values())
+    return (
+        f"{summary['pulls_read']} pulls read, {findings} findings, "
+        f"{summary['sync_settings_set']} settings set, {summary['pulls_queued']} pulls queued, "
+        f"{summary['deletion_items_opened']} deletion items"
+    )
+
+
+def _retention_parameters(now: datetime) -> dict[str, Any]:
+    return {"now": now, "dry_run": True}  # never delete at Codat: that would change the world measured
+
+
+def _retention_outcome(summary: Summary) -> str:
+    return f"{summary['planned_new']} planned, {summary['due']} due, {summary['held']} held (dry run)"
 
 
 FLOWS: dict[str, FlowSpec] = {
@@ -54,9 +82,26 @@ FLOWS: dict[str, FlowSpec] = {
             name="connection-expiry-scan",
             entrypoint="flows.connection_expiry_scan:connection_expiry_scan",
             parameters=_expiry_scan_parameters,
-            connections_seen=_classified_connections,
-            notifications_queued=_queued,
+            outcome=_expiry_scan_outcome,
+            rerun_outcome=_expiry_scan_rerun_outcome,
+            rerun=True,
             raw_page_size=EXPIRY_SCAN_PAGE_SIZE,
+        ),
+        FlowSpec(
+            name="consent-reconciliation",
+            entrypoint="flows.consent_reconciliation:consent_reconciliation",
+            parameters=_reconciliation_parameters,
+            outcome=_reconciliation_outcome,
+            needs_consents=True,
+        ),
+        FlowSpec(
+            name="retention-enforcement",
+            entrypoint="flows.retention_enforcement:retention_enforcement",
+            parameters=_retention_parameters,
+            outcome=_retention_outcome,
+            needs_consents=True,
         ),
     )
 }
+#: the flow that writes the snapshot the ledger needs (a grant refuses a company not in the snapshot)
+SNAPSHOT_FLOW = "connection-expiry-scan"
