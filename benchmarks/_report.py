@@ -296,7 +296,12 @@ def render_profiles(cycles: Sequence[CycleResult]) -> str:
                 ("any function, most own time", "by_own_time"),
             ):
                 cells = [
-                    [f"{r['cumulative_seconds']:.2f}", f"{r['own_seconds']:.2f}", str(r["calls"]), r["function"]]
+                    [
+                        f"{r['cumulative_seconds']:.2f}",
+                        f"{r['own_seconds']:.2f}",
+                        str(r["calls"]),
+                        r["function"],
+                    ]
                     for r in profile[key]
                 ]
                 blocks.append(render(["cum s", "own s", "calls", title], cells, {title}))

@@ -18,6 +18,7 @@ flows. Prints one JSON line: counts and wall seconds.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import resource
@@ -79,7 +80,9 @@ async def _companies(settings: Settings) -> list[dict[str, Any]]:
             page += 1
 
 
-def onboardings(companies: Sequence[dict[str, Any]], products: set[str], revoke_every: int) -> list[Onboarding]:
+def onboardings(
+    companies: Sequence[dict[str, Any]], products: set[str], revoke_every: int
+) -> list[Onboarding]:
     """One `Onboarding` per company with a catalog product; every `revoke_every`-th of them revokes."""
     plans = [
         (company, tuple(p for p in company.get("products") or [] if p in products)) for company in companies
@@ -131,7 +134,12 @@ def record(plans: Sequence[Onboarding], revoke_at: datetime) -> Tally:
                     tally.revokes_skipped += 1
                     continue
                 ledger.revoke(
-                    plan.company_id, granted[0], reason="benchmark", actor="customer", channel="ui", at=revoke_at
+                    plan.company_id,
+                    granted[0],
+                    reason="benchmark",
+                    actor="customer",
+                    channel="ui",
+                    at=revoke_at,
                 )
                 tally.revokes += 1
     finally:
@@ -142,8 +150,6 @@ def record(plans: Sequence[Onboarding], revoke_at: datetime) -> Tally:
 
 def seed(now: datetime, workers: int, revoke_every: int, revoke_days: int) -> dict[str, Any]:
     """Read the companies, grant and revoke across `workers` processes; counts and seconds as a dict."""
-    import asyncio
-
     from consent_lifecycle.catalog import load_catalog
 
     started = time.perf_counter()

@@ -200,7 +200,13 @@ class Cycle:
         say(f"(setup) recording consents from the companies' Codat products with {workers} worker(s)")
         self.admin.clear_requests()
         command = [
-            sys.executable, "-m", "benchmarks._seed_consents", "--now", self.now, "--workers", str(workers),
+            sys.executable,
+            "-m",
+            "benchmarks._seed_consents",
+            "--now",
+            self.now,
+            "--workers",
+            str(workers),
         ]
         log = self.setup.directory / "seed-consents.log"
         result = run_json(command, self.env, log, SEED_TIMEOUT, "recording consents")

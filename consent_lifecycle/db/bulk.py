@@ -35,12 +35,15 @@ def upsert(
 
 
 def insert_new(db: Connection, table: Table, rows: list[dict[str, Any]], *, key: str) -> int:
-    """INSERT ... ON CONFLICT (`key`) DO NOTHING, in chunks; returns how many rows were new."""
-    new = 0
-    for chunk in chunks(rows, 500):
-        statement = dialect_insert(db, table).values(list(chunk)).on_conflict_do_nothing(index_elements=[key])
-        new += len(db.execute(statement.returning(table.c[key])).all())
-    return new
+    """INSERT ... ON CONFLICT (`key`) DO NOTHING; returns how many rows were new.
+
+    One statement, compiled once, executed over all rows (SQLAlchemy batches it with RETURNING), rather than
+    a multi-row VALUES statement per chunk that is compiled anew each time.
+    """
+    if not rows:
+        return 0
+    statement = dialect_insert(db, table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    return len(db.execute(statement, rows).all())
 
 
 def records(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict[str, Any]]:
