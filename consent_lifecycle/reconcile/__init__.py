@@ -13,6 +13,7 @@ from consent_lifecycle.ledger.replay import replay
 from consent_lifecycle.ledger.views import usable_entitlements
 from consent_lifecycle.reconcile.diff import (
     FINDING_COLUMNS,
+    consented_pulls,
     desired_sync_settings,
     expired_since,
     missing_pulls,
@@ -21,7 +22,7 @@ from consent_lifecycle.reconcile.diff import (
     unconsented_pulls,
     unconsented_sync_settings,
 )
-from consent_lifecycle.reconcile.intervals import covered, entitlement_intervals
+from consent_lifecycle.reconcile.intervals import entitlement_intervals
 
 __all__ = ["FINDING_COLUMNS", "Observed", "Reconciliation", "reconcile"]
 
@@ -75,9 +76,12 @@ def reconcile(
     classified = classify(observed.connections[INPUT_COLUMNS], catalog, now).merge(
         observed.connections[["id", "status_changed_at"]], on="id"
     )
+    # one check for every pull seen: the window's pulls are judged by it, and only consented pulls count as a
+    # type's last pull (data pulled while nothing covered it cannot be used; it is due for deletion)
+    consented = consented_pulls(observed.pulls, intervals)
     in_window = _between(observed.pulls, "requested", start, end)
     reads = _between(observed.reads, "at", start, end)
-    unconsented = unconsented_pulls(in_window, intervals)
+    unconsented = unconsented_pulls(in_window, intervals, consented[in_window.index])
     found = [
         unconsented,
         pulls_on_expired_connections(in_window, expired_since(classified)),
@@ -88,17 +92,12 @@ def reconcile(
     queue = pd.DataFrame(columns=["company_id", "connection_id", "data_type"])
     if present:
         entitled = usable_entitlements(replay(observed.events, now), observed.connections, catalog, now)
-        # data pulled while nothing covered it cannot be used (it is due for deletion): only consented
-        # pulls count as a type's last pull
-        consented = covered(
-            observed.pulls, intervals, at="requested", on=["company_id", "connection_id", "data_type"], fact_id="id"
-        )
         missing = missing_pulls(entitled, observed.pulls[consented], catalog, now)
         found += [unconsented_sync_settings(observed.settings, entitled, now), missing]
         kinds += ["unconsented_sync_setting", "missing_pull"]
         settings = desired_sync_settings(observed.settings, entitled, catalog)
         queue = missing[["company_id", "connection_id", "data_type"]]
-    pulled = in_window[in_window["id"].isin(_pull_ids(unconsented)) & (in_window["status"] == "Complete")]
+    pulled = in_window[~consented[in_window.index] & (in_window["status"] == "Complete")]
     deletions = pulled.rename(columns={"id": "pull_id"})[
         ["company_id", "connection_id", "data_type", "pull_id", "requested"]
     ]
@@ -115,7 +114,3 @@ def _between(frame: pd.DataFrame, column: str, start: pd.Timestamp | None, end: 
     if start is not None:
         keep &= frame[column] >= start
     return frame[keep]
-
-
-def _pull_ids(findings: pd.DataFrame) -> pd.Series:
-    return findings["key"].str.removeprefix("unconsented_pull:")

@@ -52,11 +52,12 @@ FINAL_STATUSES = frozenset(
 )
 
 
-def unconsented_pulls(pulls: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
-    """Pulls requested when no product's consent covered their (connection, data type)."""
-    ok = covered(
-        pulls, intervals, at="requested", on=["company_id", "connection_id", "data_type"], fact_id="id"
-    )
+def unconsented_pulls(
+    pulls: pd.DataFrame, intervals: pd.DataFrame, consented: pd.Series | None = None
+) -> pd.DataFrame:
+    """Pulls requested when no product's consent covered their (connection, data type); `consented`, when
+    the caller already has it (`consented_pulls`), is that answer aligned with `pulls`."""
+    ok = consented_pulls(pulls, intervals) if consented is None else consented
     found = pulls[~ok]
     return _findings(
         found,
@@ -65,6 +66,11 @@ def unconsented_pulls(pulls: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFr
         seen_at=found["requested"],
         detail=found[["id", "status"]].rename(columns={"id": "pull_id"}),
     )
+
+
+def consented_pulls(pulls: pd.DataFrame, intervals: pd.DataFrame) -> pd.Series:
+    """For each pull, whether some product's consent covered its (connection, data type) when requested."""
+    return covered(pulls, intervals, at="requested", on=["company_id", "connection_id", "data_type"], fact_id="id")
 
 
 def pulls_on_expired_connections(pulls: pd.DataFrame, expired_since: pd.DataFrame) -> pd.DataFrame:
