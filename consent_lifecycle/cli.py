@@ -269,6 +269,13 @@ def _optional_company_id(value: str | None) -> str | None:
     return None if value is None else _company_id(value)
 
 
+#: a list command's filter (one company)
+CompanyFilterOption = Annotated[
+    str | None,
+    typer.Option("--company", callback=_optional_company_id, metavar="ID", help="Only this company."),
+]
+
+
 def _channel(value: str | None) -> str | None:
     from consent_lifecycle.ledger import CHANNELS
 
@@ -827,10 +834,7 @@ def notifications_list(
         str | None,
         typer.Option("--status", callback=_notification_status, metavar="S", help="pending, sending, sent or failed."),
     ] = None,
-    company: Annotated[
-        str | None,
-        typer.Option("--company", callback=_optional_company_id, metavar="ID", help="Only this company."),
-    ] = None,
+    company: CompanyFilterOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Notifications in the outbox (expiry warnings, expired connections), newest last."""

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from consent_lifecycle.cli import (
+    CompanyFilterOption,
     JsonOption,
     NowOption,
     _company_ids,
@@ -162,10 +163,7 @@ async def _create_slice_runs(
 def findings_list(
     kind: Annotated[str | None, typer.Option("--kind", metavar="K", help="Only this kind.")] = None,
     open_only: Annotated[bool, typer.Option("--open", help="Only findings not resolved.")] = False,
-    company: Annotated[
-        str | None,
-        typer.Option("--company", callback=_optional_company_id, metavar="ID", help="Only this company."),
-    ] = None,
+    company: CompanyFilterOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Differences between consent and what was set to pull, pulled or read, oldest first."""
@@ -384,10 +382,7 @@ def deletions_list(
     status: Annotated[
         str | None, typer.Option("--status", metavar="S", help="Only items in this status.")
     ] = None,
-    company: Annotated[
-        str | None,
-        typer.Option("--company", callback=_optional_company_id, metavar="ID", help="Only this company."),
-    ] = None,
+    company: CompanyFilterOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Deletion items: what, why, when due, and where each stands."""
@@ -407,10 +402,7 @@ def deletions_list(
 
 @deletions_app.command("receipts")
 def deletions_receipts(
-    company: Annotated[
-        str | None,
-        typer.Option("--company", callback=_optional_company_id, metavar="ID", help="Only this company."),
-    ] = None,
+    company: CompanyFilterOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """One receipt per executed deletion: what, when, why, the consents checked, Codat's answer, rows purged."""
