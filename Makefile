@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: venv demo test bench soak lint serve-sandbox clean
+.PHONY: venv demo test bench soak lint serve serve-sandbox clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ soak: venv
 lint: venv
 	$(BIN)/python -m pip install --quiet ruff
 	$(BIN)/ruff check .
+
+# The system as operators see it: a Prefect server (UI at http://127.0.0.1:4200), the Codat sandbox, and every
+# deployment of prefect.yaml served on its schedule from one process. Ctrl-C stops all of it.
+serve: venv
+	$(BIN)/python -m deployments.serve $(SERVE_ARGS)
 
 serve-sandbox: venv
 	$(BIN)/consent sandbox serve --api-key "$${CONSENT_CODAT_API_KEY:-sandbox-key}"

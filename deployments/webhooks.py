@@ -2,7 +2,7 @@
 connection-expiry-scan for that company (idempotent per webhook id), so the snapshot catches up in seconds.
 
 `python -m deployments.webhooks --port 8720` (needs CONSENT_CODAT_WEBHOOK_SECRET and a Prefect API with the
-deployments); `deployments.serve` runs it beside the flows.
+deployments), beside `make serve`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,200 @@
+"""End to end: a real `prefect server start` (own home and port), `python -m deployments.serve --no-server`
+against it (which starts its own sandbox), deployments triggered and checked through the Prefect REST API.
+
+Not the session `prefect_harness`: everything here talks to its own server over HTTP, and the test process's
+Prefect settings are never used (no Prefect client in this process).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.serve import deployment_specs, healthy, running, wait_for
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = "2026-11-01T12:00:00Z"
+RUN_TIMEOUT_SECONDS = 120.0
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """This environment without any PREFECT_/CONSENT_ setting (the suite's own point at the harness), plus
+    an isolated PREFECT_HOME and `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONSENT_"))}
+    return {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _kill_leftovers(marker: str) -> list[int]:
+    """SIGKILL every process whose command line contains `marker`; their pids."""
+    killed = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if marker in cmdline:
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return killed
+
+
+class RetryOn503(httpx.HTTPTransport):
+    """Retries what the Prefect server answers 503 to (SQLite busy or locked), as Prefect's client does."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(8):
+            response = super().handle_request(request)
+            if response.status_code != 503:
+                break
+            response.close()
+            time.sleep(min(0.25 * 2**attempt, 4.0))
+        return response
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server on a free port with its own PREFECT_HOME (SQLite); yields its API URL."""
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = _free_port()
+    log = home / "server.log"
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with running(argv, log, _clean_env(home)) as server:
+        api = f"http://127.0.0.1:{port}/api"
+        wait_for(f"{api}/health", server, log, healthy)
+        yield api
+
+
+@dataclass
+class Served:
+    api: str
+    http: httpx.Client
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`python -m deployments.serve --no-server` on that server, with a temp consent database and its own
+    sandbox; yields once every prefect.yaml deployment exists. Stopping it must stop its sandbox too."""
+    home = tmp_path_factory.mktemp("serve")
+    sandbox_port = _free_port()
+    env = _clean_env(
+        home / "prefect-home",
+        PREFECT_API_URL=prefect_api,
+        PREFECT_RUNNER_POLL_FREQUENCY="1",  # pick up a triggered run within a second, not ten
+        CONSENT_DATABASE_URL=f"sqlite:///{home / 'consent.db'}",
+        CONSENT_NOTIFY_FILE=str(home / "notifications.jsonl"),
+    )
+    log = home / "serve.log"
+    argv = [sys.executable, "-m", "deployments.serve", "--no-server", "--sandbox-port", str(sandbox_port),
+            "--log-dir", str(home / "logs")]
+    expected = {spec["name"] for spec in deployment_specs()}
+    leftovers: list[int] = []
+    http = httpx.Client(base_url=prefect_api, timeout=30, transport=RetryOn503())
+    try:
+        with running(argv, log, env) as serve, http:
+            deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+            while _deployment_names(http) < expected:
+                assert serve.poll() is None, f"serve exited with {serve.returncode}:\n{_tail(log)}"
+                assert time.monotonic() < deadline, f"deployments not served in time:\n{_tail(log)}"
+                time.sleep(0.5)
+            yield Served(prefect_api, http, log)
+    finally:
+        leftovers = _kill_leftovers(f"sandbox serve --host 127.0.0.1 --port {sandbox_port}")
+    assert not leftovers, f"serve left its sandbox running (killed {leftovers}):\n{_tail(log)}"
+
+
+def _deployment_names(http: httpx.Client) -> set[str]:
+    response = http.post("/deployments/filter", json={})
+    response.raise_for_status()
+    return {d["name"] for d in response.json()}
+
+
+def _run_deployment(served: Served, name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Create a run of deployment `name` (flow and deployment share the name) and wait for its end."""
+    deployment = served.http.get(f"/deployments/name/{name}/{name}")
+    deployment.raise_for_status()
+    created = served.http.post(
+        f"/deployments/{deployment.json()['id']}/create_flow_run",
+        # the idempotency key: a retried request creates no second run
+        json={"parameters": parameters, "idempotency_key": str(uuid.uuid4())},
+    )
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while True:
+        response = served.http.get(f"/flow_runs/{run_id}")
+        response.raise_for_status()
+        run = response.json()
+        if run["state"] and run["state"]["type"] in TERMINAL:
+            return run
+        assert time.monotonic() < deadline, f"run {run_id} is {run['state']}:\n{_tail(served.log)}"
+        time.sleep(0.5)
+
+
+def _artifacts(served: Served, run_id: str) -> dict[str, dict[str, Any]]:
+    response = served.http.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+    response.raise_for_status()
+    return {a["key"]: a for a in response.json() if a["key"]}
+
+
+def test_the_deployments_of_prefect_yaml_are_served_with_their_schedules_and_the_ui_answers(served):
+    response = served.http.post("/deployments/filter", json={})
+    response.raise_for_status()
+    deployments = {d["name"]: d for d in response.json()}
+    for spec in deployment_specs():
+        deployment = deployments[spec["name"]]
+        assert not deployment["paused"]
+        assert set(deployment["tags"]) == set(spec["tags"])
+        assert deployment["parameters"] == spec["parameters"]
+        assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in deployment["schedules"]] == [
+            (s["cron"], s["timezone"]) for s in spec["schedules"]
+        ]
+    options = deployments["retention-enforcement"]["concurrency_options"]
+    assert options["collision_strategy"] == "CANCEL_NEW"
+    assert httpx.get(served.api.removesuffix("/api") + "/", timeout=30).status_code == 200
+
+
+def test_an_expiry_scan_run_completes_with_its_artifacts(served):
+    run = _run_deployment(served, "connection-expiry-scan", {"now": NOW})
+
+    assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
+    assert run["name"] == "expiry-scan-2026-11-01"
+    artifacts = _artifacts(served, run["id"])
+    assert {"expiry-attention", "expiry-summary"} <= set(artifacts)
+    assert artifacts["expiry-attention"]["type"] == "table"
+    summary = artifacts["expiry-summary"]
+    assert summary["type"] == "markdown" and "Connection expiry scan, 2026-11-01T12:00:00Z" in summary["data"]
+    counts = [line.split("|") for line in summary["data"].splitlines() if line.startswith("| ")]
+    assert sum(int(row[2]) for row in counts[1:]) > 0  # connections read from the sandbox serve started
+
+
+def test_a_retention_dry_run_completes(served):
+    run = _run_deployment(served, "retention-enforcement", {"dry_run": True})
+
+    assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
+    assert run["state"]["name"] in {"Dry run", "Nothing due"}
+    assert "retention-summary" in _artifacts(served, run["id"])
