@@ -345,12 +345,25 @@ def _ledger(catalog: Catalog | None = None) -> Iterator[Any]:
     settings = _settings()
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
+    events = _prefect_events()
     try:
-        yield Ledger(engine, catalog or _load_catalog(None))
+        yield Ledger(engine, catalog or _load_catalog(None), on_change=events and events.emit_ledger_change)
     except ConsentError as exc:
         raise _fail(str(exc)) from None
     finally:
         engine.dispose()
+        if events:
+            events.flush()
+
+
+def _prefect_events() -> Any:
+    """`tasks.events` when PREFECT_API_URL names a Prefect server (revocations and disconnections are then
+    announced to it as events, for its automations), else None: Prefect is not even imported."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return None
+    import tasks.events
+
+    return tasks.events
 
 
 ConnectionsOption = Annotated[

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     codat_webhook_secret: SecretStr | None = Field(
         None, description="signing secret of the Codat webhook endpoint (whsec_...), for the receiver"
     )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="operators' alerts (a flow run failed) are POSTed here as {text, title} JSON by a Prefect "
+        "automation (Slack-compatible); `make serve` defaults it to its own /alerts inbox",
+    )
     local_store_tables: dict[str, str] = Field(
         default_factory=dict,
         description='JSON {"data type": "table"}: tables in the consent database holding pulled data, purged '

@@ -17,18 +17,25 @@ What it does, in order:
    (`--sandbox-port`, default 8710) with the key in CONSENT_CODAT_API_KEY (one is generated if unset), and
    points the flow runs at it.
 3. Migrates the consent database (CONSENT_DATABASE_URL).
-4. Serves each deployment of prefect.yaml (schedules, parameters, tags, concurrency limit) with
+4. Webhooks in: starts `python -m deployments.webhooks` (`--webhook-port`, default 8720) with
+   CONSENT_CODAT_WEBHOOK_SECRET (generated if unset): Codat connection events trigger a targeted expiry
+   scan; the sandbox started here is told to send them there. Its `/alerts` inbox (.consent/alerts.jsonl)
+   receives the failure alerts unless CONSENT_ALERT_WEBHOOK_URL is set.
+5. Automations: the failure alert (deployments/automations.py), and with the deployments their prefect.yaml
+   `triggers:` (a revocation or disconnection plans that company's deletions).
+6. Serves each deployment of prefect.yaml (schedules, parameters, tags, concurrency limit, triggers) with
    `prefect.serve`: flow runs, scheduled or triggered from the UI or `prefect deployment run`, execute in
    subprocesses of this one. The work pool of prefect.yaml is for `prefect deploy` + a worker; serving
    needs none.
 
 Ctrl-C or SIGTERM stops serving (Prefect pauses the deployments' schedules until they are served again),
-then stops the server and the sandbox this process started. Their output goes to `--log-dir`.
+then stops the server, the sandbox and the receiver this process started. Their output goes to `--log-dir`.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib
 import os
 import secrets
@@ -179,6 +186,36 @@ def sandbox_api_key() -> str:
     return key.get_secret_value() if key else secrets.token_urlsafe(24)
 
 
+def webhook_secret() -> str:
+    """CONSENT_CODAT_WEBHOOK_SECRET if set, else a fresh `whsec_` secret (for the sandbox started here)."""
+    from consent_lifecycle.settings import get_settings
+
+    secret = get_settings().codat_webhook_secret
+    return secret.get_secret_value() if secret else "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def start_receiver(stack: ExitStack, port: int, secret: str, log_dir: Path) -> str:
+    """Start the webhook receiver (deployments/webhooks.py) on HOST:`port`; returns its base URL once it
+    answers. The secret goes in the environment, never in argv."""
+    _require_free(port, "a webhook receiver", "Pass --webhook-port.")
+    log_path = log_dir / "webhooks.log"
+    argv = [sys.executable, "-m", "deployments.webhooks", "--host", HOST, "--port", str(port),
+            "--alerts-file", str(log_dir.parent / "alerts.jsonl")]
+    env = {**os.environ, "CONSENT_CODAT_WEBHOOK_SECRET": secret}
+    process = stack.enter_context(running(argv, log_path, env))
+    base_url = f"http://{HOST}:{port}"
+    # any HTTP answer means it listens (GET on a POST route: 405)
+    wait_for(f"{base_url}/alerts", process, log_path, lambda r: r.status_code == 405)
+    return base_url
+
+
+def send_sandbox_webhooks(sandbox_url: str, api_key: str, receiver_url: str, secret: str) -> None:
+    """Tell the sandbox to sign and send its connection webhooks to the receiver."""
+    auth = {"Authorization": "Basic " + base64.b64encode(api_key.encode()).decode()}
+    body = {"url": f"{receiver_url}/webhooks/codat", "secret": secret}
+    httpx.post(f"{sandbox_url}/_sandbox/webhooks", json=body, headers=auth, timeout=10).raise_for_status()
+
+
 def migrate_consent_database() -> str:
     """Bring the consent database to the head revision; returns its URL without the password."""
     from sqlalchemy.engine import make_url
@@ -223,6 +260,19 @@ def concurrency_limit(value: int | Mapping[str, Any] | None) -> Any:
     return ConcurrencyLimitConfig(**value) if isinstance(value, Mapping) else value
 
 
+def triggers(name: str, entries: list[Mapping[str, Any]]) -> list[Any]:
+    """prefect.yaml `triggers:` of deployment `name`, validated and named as `prefect deploy` does (the
+    automations they become are replaced, not duplicated, when the deployment is applied again)."""
+    from prefect.events import DeploymentTriggerTypes
+    from pydantic import TypeAdapter
+
+    adapter: TypeAdapter[Any] = TypeAdapter(DeploymentTriggerTypes)
+    return [
+        adapter.validate_python({"name": f"{name}__automation_{i}", **entry})
+        for i, entry in enumerate(entries, start=1)
+    ]
+
+
 def build_deployment(spec: Mapping[str, Any]) -> RunnerDeployment:
     """One prefect.yaml entry as a deployment `prefect.serve` can run (its work pool is not used)."""
     return load_flow(spec["entrypoint"]).to_deployment(
@@ -232,6 +282,7 @@ def build_deployment(spec: Mapping[str, Any]) -> RunnerDeployment:
         parameters=spec.get("parameters") or {},
         schedules=[schedule(entry) for entry in spec.get("schedules") or []],
         concurrency_limit=concurrency_limit(spec.get("concurrency_limit")),
+        triggers=triggers(spec["name"], spec.get("triggers") or []),
     )
 
 
@@ -250,6 +301,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="start no sandbox: the flows use CONSENT_CODAT_BASE_URL (default: real Codat)")
     parser.add_argument("--port", type=int, default=4200, help="port of the Prefect server (default 4200)")
     parser.add_argument("--sandbox-port", type=int, default=8710, help="port of the sandbox (default 8710)")
+    parser.add_argument("--webhook-port", type=int, default=8720,
+                        help="port of the webhook receiver and alert inbox (default 8720)")
     parser.add_argument("--log-dir", type=Path, default=Path(".consent/logs"),
                         help="where the server's and the sandbox's output go (default .consent/logs)")
     return parser.parse_args(argv)
@@ -274,28 +327,40 @@ def main(argv: list[str] | None = None) -> None:
                 sandbox_url = start_sandbox(stack, args.sandbox_port, key, args.log_dir)
                 os.environ |= {"CONSENT_CODAT_BASE_URL": sandbox_url, "CONSENT_CODAT_API_KEY": key}
             database = migrate_consent_database()
-            serve(sandbox_url, database)
+            secret = webhook_secret()
+            receiver_url = start_receiver(stack, args.webhook_port, secret, args.log_dir)
+            if sandbox_url:
+                send_sandbox_webhooks(sandbox_url, os.environ["CONSENT_CODAT_API_KEY"], receiver_url, secret)
+            os.environ.setdefault("CONSENT_ALERT_WEBHOOK_URL", f"{receiver_url}/alerts")
+            serve(sandbox_url, database, receiver_url)
         except KeyboardInterrupt:
             pass
         print("stopping ...", flush=True)
 
 
-def serve(sandbox_url: str | None, database: str) -> None:
-    """Import Prefect (PREFECT_API_URL is settled now), print where everything is, serve until stopped."""
+def serve(sandbox_url: str | None, database: str, receiver_url: str) -> None:
+    """Import Prefect (PREFECT_API_URL is settled now), create the failure alert, print where everything
+    is, serve until stopped."""
     import prefect
     from prefect.settings import PREFECT_API_URL
+    from prefect.utilities.asyncutils import run_coro_as_sync
 
     from consent_lifecycle.settings import get_settings
+    from deployments.automations import FAILURE_AUTOMATION, ensure_failure_alert
 
     api_url = PREFECT_API_URL.value()
     if not api_url:
         raise SystemExit("--no-server needs PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
     deployments = [build_deployment(spec) for spec in deployment_specs()]
+    alert_url = get_settings().alert_webhook_url or f"{receiver_url}/alerts"
+    run_coro_as_sync(ensure_failure_alert(alert_url))
     codat = sandbox_url + " (sandbox)" if sandbox_url else get_settings().codat_base_url
     print(f"Prefect UI:   {api_url.removesuffix('/').removesuffix('/api')}", flush=True)
     print(f"Prefect API:  {api_url}", flush=True)
     print(f"Codat:        {codat}", flush=True)
     print(f"Consent DB:   {database}", flush=True)
+    print(f"Webhooks in:  {receiver_url}/webhooks/codat", flush=True)
+    print(f"Alerts:       {FAILURE_AUTOMATION} -> {alert_url}", flush=True)
     print(f"Serving {len(deployments)} deployments from {PREFECT_YAML}; Ctrl-C stops everything.", flush=True)
     prefect.serve(*deployments)
 

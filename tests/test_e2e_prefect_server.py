@@ -7,9 +7,12 @@ Prefect settings are never used (no Prefect client in this process).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import sqlite3
+import subprocess
 import sys
 import time
 import uuid
@@ -93,6 +96,8 @@ class Served:
     api: str
     http: httpx.Client
     log: Path
+    home: Path
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +105,7 @@ def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """`python -m deployments.serve --no-server` on that server, with a temp consent database and its own
     sandbox; yields once every prefect.yaml deployment exists. Stopping it must stop its sandbox too."""
     home = tmp_path_factory.mktemp("serve")
-    sandbox_port = _free_port()
+    sandbox_port, webhook_port = _free_port(), _free_port()
     env = _clean_env(
         home / "prefect-home",
         PREFECT_API_URL=prefect_api,
@@ -110,7 +115,7 @@ def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     log = home / "serve.log"
     argv = [sys.executable, "-m", "deployments.serve", "--no-server", "--sandbox-port", str(sandbox_port),
-            "--log-dir", str(home / "logs")]
+            "--webhook-port", str(webhook_port), "--log-dir", str(home / "logs")]
     expected = {spec["name"] for spec in deployment_specs()}
     leftovers: list[int] = []
     http = httpx.Client(base_url=prefect_api, timeout=30, transport=RetryOn503())
@@ -121,10 +126,11 @@ def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 assert serve.poll() is None, f"serve exited with {serve.returncode}:\n{_tail(log)}"
                 assert time.monotonic() < deadline, f"deployments not served in time:\n{_tail(log)}"
                 time.sleep(0.5)
-            yield Served(prefect_api, http, log)
+            yield Served(prefect_api, http, log, home, env)
     finally:
         leftovers = _kill_leftovers(f"sandbox serve --host 127.0.0.1 --port {sandbox_port}")
-    assert not leftovers, f"serve left its sandbox running (killed {leftovers}):\n{_tail(log)}"
+        leftovers += _kill_leftovers(f"deployments.webhooks --host 127.0.0.1 --port {webhook_port}")
+    assert not leftovers, f"serve left its sandbox or receiver running (killed {leftovers}):\n{_tail(log)}"
 
 
 def _deployment_names(http: httpx.Client) -> set[str]:
@@ -143,7 +149,11 @@ def _run_deployment(served: Served, name: str, parameters: dict[str, Any]) -> di
         json={"parameters": parameters, "idempotency_key": str(uuid.uuid4())},
     )
     assert created.status_code == 201, created.text
-    run_id = created.json()["id"]
+    return _finished(served, created.json()["id"])
+
+
+def _finished(served: Served, run_id: str) -> dict[str, Any]:
+    """Flow run `run_id` once it has ended."""
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while True:
         response = served.http.get(f"/flow_runs/{run_id}")
@@ -198,3 +208,78 @@ def test_a_retention_dry_run_completes(served):
     assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
     assert run["state"]["name"] in {"Dry run", "Nothing due"}
     assert "retention-summary" in _artifacts(served, run["id"])
+
+
+def _automations(served: Served) -> dict[str, dict[str, Any]]:
+    response = served.http.post("/automations/filter", json={})
+    response.raise_for_status()
+    return {a["name"]: a for a in response.json()}
+
+
+def _eventually(check, what: str, served: Served, timeout: float = 60.0) -> Any:
+    """Poll `check()` until it returns something truthy; fail with `what` and serve's log after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s:\n{_tail(served.log)}"
+        time.sleep(0.5)
+    return found
+
+
+def test_a_failed_run_alerts_the_operators_through_the_failure_automation(served):
+    automation = _automations(served)["consent-flow-run-failed"]
+    assert automation["enabled"]
+    assert automation["trigger"]["expect"] == ["prefect.flow-run.Failed"]
+    assert automation["actions"][0]["type"] == "send-notification"
+
+    # a window that ends before it starts: the flow refuses it and the run fails
+    run = _run_deployment(served, "consent-reconciliation", {
+        "window_start": "2026-11-02T00:00:00Z", "window_end": "2026-11-01T00:00:00Z",
+    })
+
+    assert run["state"]["type"] == "FAILED"
+    inbox = served.home / "alerts.jsonl"
+
+    def alerted() -> list[dict[str, Any]]:
+        lines = inbox.read_text().splitlines() if inbox.exists() else []
+        return [alert for alert in map(json.loads, lines) if run["name"] in alert["text"]]
+
+    (alert,) = _eventually(alerted, f"no alert for the failed run {run['name']}", served)
+    assert alert["title"] == f"consent-lifecycle: consent-reconciliation run {run['name']} failed"
+    assert "is not before window_end" in alert["text"]
+
+
+def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
+    assert _run_deployment(served, "connection-expiry-scan", {})["state"]["type"] == "COMPLETED"
+    with sqlite3.connect(served.home / "consent.db") as db:
+        (company,) = db.execute(
+            "SELECT company_id FROM connections WHERE source_type = 'Accounting' AND status = 'Linked' "
+            "ORDER BY company_id LIMIT 1"
+        ).fetchone()
+    trigger = _automations(served)["retention-enforcement__automation_1"]
+    assert set(trigger["trigger"]["expect"]) == {"consent.revoked", "consent.disconnected"}
+
+    def consent(*args: str) -> None:
+        """The `consent` CLI as an operator runs it, with serve's database and PREFECT_API_URL."""
+        argv = [str(Path(sys.executable).with_name("consent")), *args]
+        done = subprocess.run(argv, env=served.env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    consent("grant", company, "dashboard")
+    revoked_at = time.monotonic()
+    consent("revoke", company, "dashboard", "--yes")
+
+    def planned_run() -> list[dict[str, Any]]:
+        response = served.http.post("/flow_runs/filter", json={
+            "flow_runs": {"tags": {"all_": ["consent"]}}, "deployments": {"name": {"any_": ["retention-enforcement"]}},
+        })
+        response.raise_for_status()
+        return [r for r in response.json() if r["parameters"].get("company_ids") == [company]]
+
+    (run,) = _eventually(planned_run, f"no retention run for company {company}", served, timeout=30)
+    assert run["parameters"]["dry_run"] is True
+    run = _finished(served, run["id"])
+    seconds = time.monotonic() - revoked_at
+    assert run["state"]["name"] == "Dry run", (run["state"], seconds)
+    planned = json.loads(_artifacts(served, run["id"])["retention-planned"]["data"])
+    assert planned and {item["company_id"] for item in planned} == {company}

@@ -20,6 +20,8 @@ def test_entrypoint_and_parameters(deployment):
     flow = getattr(module, name)
     accepted = inspect.signature(flow.fn).parameters
     assert set(deployment.get("parameters") or {}) <= set(accepted), deployment["name"]
+    for trigger in deployment.get("triggers") or []:
+        assert set(trigger["parameters"]) <= set(accepted), deployment["name"]
     assert deployment["work_pool"]["name"] == "consent-process"
     for schedule in deployment.get("schedules") or []:
         assert schedule["timezone"] and len(schedule["cron"].split()) == 5
@@ -34,3 +36,16 @@ def test_the_three_flows_are_deployed_under_their_own_names():
 
     flow_name, _, deployment_name = DEPLOYMENT.partition("/")
     assert deployment_name in names and flow_name == "consent-reconciliation"
+
+
+def test_a_revocation_or_disconnection_event_plans_that_companys_deletions_only():
+    from deployments.serve import triggers
+    from tasks.events import EVENT_PREFIX, company_resource
+
+    spec = {d["name"]: d for d in DEPLOYMENTS}["retention-enforcement"]
+    (trigger,) = triggers(spec["name"], spec["triggers"])
+    assert trigger.expect == {EVENT_PREFIX + "revoked", EVENT_PREFIX + "disconnected"}
+    assert trigger.parameters["dry_run"] is True  # plan mode: nothing is deleted by the automation
+    (pattern,) = [trigger.match.root["prefect.resource.id"]]
+    assert pattern.endswith("*") and company_resource("c-1")["prefect.resource.id"].startswith(pattern[:-1])
+    assert "consent.company-id" in trigger.parameters["company_ids"]

@@ -7,8 +7,9 @@ lock. Reads of the current state are SQL joins; reads "as of" a past time replay
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -44,11 +45,21 @@ from consent_lifecycle.ledger.scope import (
 )
 from consent_lifecycle.ledger.views import ConsentView, entitlement_rows, usable_entitlements
 
+logger = logging.getLogger(__name__)
+
+
+#: called with ("revoked" | "disconnected", what it deletes and keeps) once such a change has committed
+OnChange = Callable[[str, Impact], None]
+
 
 class Ledger:
-    def __init__(self, engine: Engine, catalog: Catalog) -> None:
+    def __init__(self, engine: Engine, catalog: Catalog, on_change: OnChange | None = None) -> None:
+        """`on_change` hears of each revocation and disconnection after it commits (the CLI wires Prefect
+        events to it, so an automation can plan the deletions at once); what it raises is not the caller's
+        problem: the change is recorded either way."""
         self.engine = engine
         self.catalog = catalog
+        self.on_change = on_change
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -233,7 +244,8 @@ class Ledger:
                 status="revoked",
                 revoked_at=at,
             )
-            return effect
+        self._announce("revoked", effect)
+        return effect
 
     def disconnect(
         self,
@@ -291,7 +303,16 @@ class Ledger:
                     ConsentConnection.connection_id == connection_id,
                 )
             )
-            return effect
+        self._announce("disconnected", effect)
+        return effect
+
+    def _announce(self, change: str, effect: Impact) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(change, effect)
+        except Exception:  # the ledger is the record; a listener failing does not undo or fail the change
+            logger.warning("could not announce %s of company %s", change, effect.company_id, exc_info=True)
 
     # -- impact ---------------------------------------------------------------------------------------
 
