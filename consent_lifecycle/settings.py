@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         description="operators' alerts (a flow run failed) are POSTed here as {text, title} JSON by a Prefect "
         "automation (Slack-compatible); `make serve` defaults it to its own /alerts inbox",
     )
+    dask_address: str | None = Field(
+        None, description="tcp://host:8786 of a Dask scheduler: the flows fan their batch tasks out over its workers"
+    )
+    task_threads: int = Field(4, ge=1, le=64, description="batch tasks run at once per flow run (without Dask)")
     local_store_tables: dict[str, str] = Field(
         default_factory=dict,
         description='JSON {"data type": "table"}: tables in the consent database holding pulled data, purged '

@@ -1,10 +1,11 @@
 """connection-expiry-scan: read connections from Codat, track when each consent expires, warn ahead.
 
 Pages of companies (with their connections) are fetched in batches, one task per batch of pages; each
-batch is written to the snapshot and classified in one transaction. Expiring and expired connections get
-one notification per (connection, threshold, expiry) with a re-consent link, through the outbox; expired
-connections drop out of the ledger's entitlements (it classifies at the moment asked), so nothing is
-pulled for them. `dry_run` reads Codat and reports, and writes and sends nothing.
+batch is written to the snapshot and classified in one transaction; batches run side by side on the
+configured task runner (threads, or a Dask cluster: flows/task_runner.py). Expiring and expired
+connections get one notification per (connection, threshold, expiry) with a re-consent link, through the
+outbox; expired connections drop out of the ledger's entitlements (it classifies at the moment asked),
+so nothing is pulled for them. `dry_run` reads Codat and reports, and writes and sends nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prefect.runtime import flow_run
 from consent_lifecycle.clock import iso, utcnow
 from consent_lifecycle.expiry import CLASSES, plan_notifications
 from flows.snapshot_sync import _batches
+from flows.task_runner import task_runner
 from tasks.codat import count_company_pages, fetch_companies, fetch_company_pages
 from tasks.expiry import REPORT_COLUMNS, deliver_notifications, queue_notifications, scan_batch
 from tasks.snapshot import retire_unseen_companies
@@ -33,7 +35,7 @@ def _run_name() -> str:
     return f"expiry-scan-{now:%Y-%m-%d}" if now else "expiry-scan"
 
 
-@flow(name="connection-expiry-scan", flow_run_name=_run_name)
+@flow(name="connection-expiry-scan", flow_run_name=_run_name, task_runner=task_runner())
 async def connection_expiry_scan(
     company_ids: list[str] | None = None,
     now: datetime | None = None,
@@ -43,11 +45,12 @@ async def connection_expiry_scan(
 ) -> dict[str, Any]:
     now = now or utcnow()
     if company_ids:
-        observations = [await fetch_companies(batch) for batch in _batches(company_ids, 500)]
+        observations = [fetch_companies.submit(batch) for batch in _batches(company_ids, 500)]
     else:
         pages = list(range(1, await count_company_pages(page_size) + 1))
-        observations = [await fetch_company_pages(b, page_size) for b in _batches(pages, pages_per_task)]
-    scanned = [scan_batch(observation, now, dry_run) for observation in observations]
+        observations = [fetch_company_pages.submit(b, page_size) for b in _batches(pages, pages_per_task)]
+    # batches fetch and write side by side on the task runner (threads, or Dask: flows/task_runner.py)
+    scanned = [f.result() for f in [scan_batch.submit(o, now, dry_run) for o in observations]]
     classified = pd.concat([frame for _, frame in scanned], ignore_index=True)
     planned = plan_notifications(classified, now)
 

@@ -14,6 +14,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
 from consent_lifecycle.clock import iso, utcnow
+from flows.task_runner import task_runner
 from tasks.codat import count_company_pages, fetch_companies, fetch_company_pages
 from tasks.snapshot import retire_unseen_companies, snapshot_counts, write_snapshot
 
@@ -27,7 +28,7 @@ def _run_name() -> str:
     return f"snapshot-sync-{iso(now) if now else 'now'}"
 
 
-@flow(name="snapshot-sync", flow_run_name=_run_name)
+@flow(name="snapshot-sync", flow_run_name=_run_name, task_runner=task_runner())
 async def snapshot_sync(
     company_ids: list[str] | None = None,
     now: datetime | None = None,
@@ -38,12 +39,12 @@ async def snapshot_sync(
     now = now or utcnow()
     totals = {"new": 0, "changed": 0, "vanished": 0, "companies": 0, "connection_count": 0}
     if company_ids:
-        batches = [await fetch_companies(batch) for batch in _batches(company_ids, 500)]
+        batches = [fetch_companies.submit(batch) for batch in _batches(company_ids, 500)]
     else:
         pages = list(range(1, await count_company_pages(page_size) + 1))
-        batches = [await fetch_company_pages(batch, page_size) for batch in _batches(pages, pages_per_task)]
-    for observation in batches:
-        for key, value in write_snapshot(observation, now).items():
+        batches = [fetch_company_pages.submit(batch, page_size) for batch in _batches(pages, pages_per_task)]
+    for written in [write_snapshot.submit(observation, now) for observation in batches]:
+        for key, value in written.result().items():
             totals[key] += value
     if not company_ids:
         totals["retired_companies"] = retire_unseen_companies(now)

@@ -17,7 +17,8 @@ def settings() -> Settings:
 
 @lru_cache(maxsize=4)
 def _engine(url: str) -> Engine:
-    return make_engine(url)
+    # batch tasks run side by side: on SQLite, each transaction waits for the write lock up front
+    return make_engine(url, sqlite_immediate=True)
 
 
 def engine() -> Engine:

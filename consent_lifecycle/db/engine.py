@@ -43,13 +43,21 @@ def sqlite_file(url: URL) -> Path | None:
 
 
 def make_engine(
-    url: str | URL, *, echo: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kwargs: Any
+    url: str | URL,
+    *,
+    echo: bool = False,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    sqlite_immediate: bool = False,
+    **kwargs: Any,
 ) -> Engine:
     """An Engine for `url`.
 
     SQLite: creates the parent directory of a file database; every connection gets `foreign_keys=ON`,
     `journal_mode=WAL`, `busy_timeout`; transactions are real (`BEGIN` is emitted by SQLAlchemy, not
     guessed by the driver), so SQLite transactions are serializable and DDL is transactional.
+    `sqlite_immediate`: every transaction takes the write lock as it begins (`BEGIN IMMEDIATE`), so
+    transactions that read, then write, wait for each other instead of failing with "database is locked"
+    when another one committed in between (what the flows' batch tasks, side by side, need).
     PostgreSQL: psycopg 3, session time zone UTC, pre-ping.
     """
     parsed = normalize_url(url)
@@ -59,7 +67,7 @@ def make_engine(
         if path is not None:
             path.expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, echo=echo, **kwargs)
-        _configure_sqlite(engine, busy_timeout_ms)
+        _configure_sqlite(engine, busy_timeout_ms, "BEGIN IMMEDIATE" if sqlite_immediate else "BEGIN")
         return engine
     if backend == "postgresql":
         connect_args = {"options": "-c timezone=UTC", **kwargs.pop("connect_args", {})}
@@ -70,7 +78,7 @@ def make_engine(
     )
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int, begin: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # let SQLAlchemy (the "begin" hook below) own transactions, not pysqlite's implicit BEGIN
@@ -86,7 +94,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql(begin)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

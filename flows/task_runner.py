@@ -1,0 +1,23 @@
+"""The task runner the flows fan their batch tasks out on, from configuration.
+
+Threads by default (`CONSENT_TASK_THREADS` at once, 4 unless set): the batch tasks wait on Codat and the
+database, not the CPU. With `CONSENT_DASK_ADDRESS=tcp://scheduler:8786` they go to that Dask cluster's
+workers instead (prefect-dask), for more than one machine's worth of batches. The workers need the same
+CONSENT_* settings and PREFECT_API_URL as the flow run. Read when a flow module is imported, i.e. once per
+flow run process (a worker or `make serve` starts one per run).
+"""
+
+from __future__ import annotations
+
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from consent_lifecycle.settings import get_settings
+
+
+def task_runner() -> TaskRunner:
+    settings = get_settings()
+    if settings.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=settings.dask_address)
+    return ThreadPoolTaskRunner(max_workers=settings.task_threads)
