@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,16 +79,21 @@ class RetryOn503(httpx.HTTPTransport):
         return response
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def prefect_server(home: Path) -> Iterator[str]:
     """A real Prefect server on a free port with its own PREFECT_HOME (SQLite); yields its API URL."""
-    home = tmp_path_factory.mktemp("prefect-server")
     port = _free_port()
     log = home / "server.log"
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with running(argv, log, _clean_env(home)) as server:
         api = f"http://127.0.0.1:{port}/api"
         wait_for(f"{api}/health", server, log, healthy)
+        yield api
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as api:
         yield api
 
 
@@ -140,16 +146,15 @@ def _deployment_names(http: httpx.Client) -> set[str]:
 
 
 def _run_deployment(served: Served, name: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Create a run of deployment `name` (flow and deployment share the name) and wait for its end."""
-    deployment = served.http.get(f"/deployments/name/{name}/{name}")
-    deployment.raise_for_status()
-    created = served.http.post(
-        f"/deployments/{deployment.json()['id']}/create_flow_run",
-        # the idempotency key: a retried request creates no second run
-        json={"parameters": parameters, "idempotency_key": str(uuid.uuid4())},
-    )
-    assert created.status_code == 201, created.text
-    return _finished(served, created.json()["id"])
+    """`prefect deployment run name/name --param k=<json>` as an operator types it (flow and deployment share
+    the name); waits for the run's end."""
+    argv = [sys.executable, "-m", "prefect", "deployment", "run", f"{name}/{name}"]
+    for key, value in parameters.items():
+        argv += ["--param", f"{key}={json.dumps(value)}"]
+    done = subprocess.run(argv, env=served.env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run_id,) = re.findall(r"UUID: ([0-9a-f-]{36})", done.stdout)
+    return _finished(served, run_id)
 
 
 def _finished(served: Served, run_id: str) -> dict[str, Any]:
@@ -200,6 +205,18 @@ def test_an_expiry_scan_run_completes_with_its_artifacts(served):
     assert summary["type"] == "markdown" and "Connection expiry scan, 2026-11-01T12:00:00Z" in summary["data"]
     counts = [line.split("|") for line in summary["data"].splitlines() if line.startswith("| ")]
     assert sum(int(row[2]) for row in counts[1:]) > 0  # connections read from the sandbox serve started
+
+
+def test_a_reconciliation_run_completes_with_its_artifacts(served):
+    run = _run_deployment(served, "consent-reconciliation", {"dry_run": True})
+
+    assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
+    artifacts = _artifacts(served, run["id"])
+    assert {"reconciliation-findings", "reconciliation-remediations", "reconciliation-summary"} <= set(artifacts)
+    assert "# Consent reconciliation" in artifacts["reconciliation-summary"]["data"]
+    findings = served.http.get(f"/artifacts/{artifacts['reconciliation-findings']['id']}")
+    findings.raise_for_status()
+    assert findings.json()["type"] == "table" and isinstance(json.loads(findings.json()["data"]), list)
 
 
 def test_a_retention_dry_run_completes(served):
@@ -283,3 +300,27 @@ def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
     assert run["state"]["name"] == "Dry run", (run["state"], seconds)
     planned = json.loads(_artifacts(served, run["id"])["retention-planned"]["data"])
     assert planned and {item["company_id"] for item in planned} == {company}
+
+
+def test_prefect_deploy_all_from_the_repository_registers_every_deployment_and_the_trigger(tmp_path):
+    """What a worker setup does instead of `make serve`: a work pool, `prefect deploy --all`, no prompt."""
+    with prefect_server(tmp_path / "server") as api:
+        env = _clean_env(tmp_path / "client", PREFECT_API_URL=api)
+
+        def prefect(*args: str) -> str:
+            done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", *args], env=env, cwd=ROOT,
+                                  capture_output=True, text=True, timeout=300, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            return done.stdout
+
+        prefect("work-pool", "create", "consent-process", "--type", "process")
+        prefect("deploy", "--all")
+        with httpx.Client(base_url=api, timeout=30, transport=RetryOn503()) as http:
+            deployments = http.post("/deployments/filter", json={}).json()
+            automations = http.post("/automations/filter", json={}).json()
+
+    by_name = {d["name"]: d for d in deployments}
+    assert set(by_name) == {spec["name"] for spec in deployment_specs()}
+    assert {d["work_pool_name"] for d in deployments} == {"consent-process"}
+    assert by_name["retention-enforcement"]["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    assert {a["name"] for a in automations} == {"retention-enforcement__automation_1"}
