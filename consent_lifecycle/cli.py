@@ -96,10 +96,32 @@ def _fail(message: str, code: int = INPUT_ERROR) -> typer.Exit:
 
 
 def _settings() -> Settings:
+    from pydantic_settings import SettingsError
+
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:  # names the variable and the value
         raise _fail(f"bad CONSENT_ setting: {exc}") from None
+    except SettingsError as exc:  # a complex value (JSON) that does not parse: names the field and why
+        raise _fail(f"bad CONSENT_ setting: {exc}: {exc.__cause__}") from None
+    _check_database_url(settings.database_url)
+    return settings
+
+
+def _check_database_url(url: str) -> None:
+    """Refuse a CONSENT_DATABASE_URL that is not SQLite or PostgreSQL before anything opens it (the message
+    shows the URL with its password hidden)."""
+    from consent_lifecycle.db.engine import normalize_url
+
+    try:
+        backend = normalize_url(url).get_backend_name()
+    except ValueError as exc:
+        raise _fail(f"bad CONSENT_DATABASE_URL: {exc}") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise _fail(
+            f"bad CONSENT_DATABASE_URL: unsupported database {_safe_url(url)}: "
+            "use sqlite:///path/to/file.db or postgresql://..."
+        )
 
 
 def _print_json(value: Any) -> None:
@@ -737,7 +759,7 @@ def hold_add(
 
 @hold_app.command("release")
 def hold_release(
-    hold_id: Annotated[int, typer.Argument(callback=_within(1), metavar="HOLD_ID", help="The hold's id.", show_default=False)],
+    hold_id: Annotated[int, typer.Argument(callback=_within(1, 2**63 - 1), metavar="HOLD_ID", help="The hold's id.", show_default=False)],
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:

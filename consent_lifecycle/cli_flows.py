@@ -88,7 +88,10 @@ def backfill_reconcile(
     assert window_start is not None and window_end is not None
     if window_start >= window_end:
         raise _fail(f"--start {start} is not before --end {end}")
-    slices = day_slices(window_start, window_end, slice_days)
+    try:
+        slices = day_slices(window_start, window_end, slice_days)
+    except OverflowError:  # a window running past year 9999 cannot be cut into days
+        raise _fail(f"--start {start} .. --end {end} cannot be cut into {slice_days}-day slices") from None
     if via_deployment:
         rows = asyncio.run(_create_slice_runs(slices, company_ids, dry_run))
     else:
@@ -342,11 +345,13 @@ def run_retention(
 ) -> None:
     """Flow retention-enforcement: plan deletions, and with --execute delete what is due, with receipts."""
     from consent_lifecycle.db.migrate import upgrade
-    from flows.retention_enforcement import retention_enforcement
 
     company_ids = _company_ids(company)
     at = _iso_time(now)
     settings = _codat_settings() if execute else _settings()
+    # imported once the settings are checked: importing a flow module reads them
+    from flows.retention_enforcement import retention_enforcement
+
     upgrade(settings.database_url)
     state = asyncio.run(
         retention_enforcement(

@@ -49,8 +49,9 @@ async def connection_expiry_scan(
     else:
         pages = list(range(1, await count_company_pages(page_size) + 1))
         observations = [fetch_company_pages.submit(b, page_size) for b in _batches(pages, pages_per_task)]
-    # batches fetch and write side by side on the task runner (threads, or Dask: flows/task_runner.py)
-    scanned = [f.result() for f in [scan_batch.submit(o, now, dry_run) for o in observations]]
+    # batches fetch and write side by side on the task runner (threads, or Dask: flows/task_runner.py); a
+    # batch is written once its fetch is in (a failed fetch fails the run with Codat's error, here)
+    scanned = [f.result() for f in [scan_batch.submit(o.result(), now, dry_run) for o in observations]]
     classified = pd.concat([frame for _, frame in scanned], ignore_index=True)
     planned = plan_notifications(classified, now)
 

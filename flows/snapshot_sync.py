@@ -43,7 +43,8 @@ async def snapshot_sync(
     else:
         pages = list(range(1, await count_company_pages(page_size) + 1))
         batches = [fetch_company_pages.submit(batch, page_size) for batch in _batches(pages, pages_per_task)]
-    for written in [write_snapshot.submit(observation, now) for observation in batches]:
+    # each batch is written once its fetch is in (a failed fetch fails the run with Codat's error, here)
+    for written in [write_snapshot.submit(observation.result(), now) for observation in batches]:
         for key, value in written.result().items():
             totals[key] += value
     if not company_ids:

@@ -13,10 +13,11 @@ from prefect_dask import DaskTaskRunner
 
 from consent_lifecycle.db.engine import make_engine
 from consent_lifecycle.db.migrate import upgrade
+from consent_lifecycle.notify.outbox import list_notifications
 from flows.connection_expiry_scan import connection_expiry_scan
 from flows.task_runner import task_runner
 from tests.fixtures_sandbox import SANDBOX_NOW
-from tests.test_flow_expiry_scan import outcome
+from tests.test_flow_expiry_scan import snapshot_rows
 
 pytestmark = pytest.mark.prefect
 
@@ -59,6 +60,12 @@ def test_the_scan_on_a_two_worker_dask_cluster_ends_as_on_threads(flow_env, tmp_
     assert len(stream.data) >= 20 and len(workers) == 2  # every batch task ran on the cluster, on both
     assert on_dask == on_threads
     assert outcome(make_engine(dask_url)) == expected
+
+
+def outcome(engine) -> tuple[list[dict], list[tuple]]:
+    """The snapshot's rows and the notices (what each says, and that it went out)."""
+    notices = sorted((n["key"], n["kind"], n["status"], n["link"]) for n in list_notifications(engine))
+    return snapshot_rows(engine), notices
 
 
 def _url(directory, name: str) -> str:

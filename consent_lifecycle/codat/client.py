@@ -175,10 +175,11 @@ class CodatClient:
         page_size: int | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Page[M]:
-        query = {**(params or {}), "page": page, "pageSize": page_size or self.page_size}
+        size = page_size or self.page_size
+        query = {**(params or {}), "page": page, "pageSize": size}
         response = await self.request("GET", path, params=_drop_none(query))
         parsed = _parse(response, Page[model], "GET", path)  # type: ignore[valid-type]
-        _check_page(parsed, page, "GET", path)
+        _check_page(parsed, page, size, "GET", path)
         return parsed
 
     async def iter_pages(
@@ -331,7 +332,7 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
 def _json(response: httpx.Response, method: str, path: str) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         snippet = response.text[:80]
         raise CodatError(
             f"response is not JSON (content-type {response.headers.get('content-type')!r}, body {snippet!r})",
@@ -371,13 +372,20 @@ def _parse_adapter(response: httpx.Response, adapter: TypeAdapter[Any], method: 
         raise _invalid(exc, response, method, path) from None
 
 
-def _check_page(page: Page[Any], number: int, method: str, path: str) -> None:
-    """A page must be the one asked for and hold what `totalResults` promises: a short page loses data."""
-    expected = max(0, min(page.page_size, page.total_results - (number - 1) * page.page_size))
+def _check_page(page: Page[Any], number: int, size: int, method: str, path: str) -> None:
+    """A page must be the one asked for, at the size asked for, and hold what `totalResults` promises at that
+    size: a short page, or one claiming another size (the pages counted from it), loses data."""
+    expected = max(0, min(size, page.total_results - (number - 1) * size))
     if page.page_number != number or len(page.results) != expected:
         raise CodatError(
             f"page {number} holds {len(page.results)} results (pageNumber {page.page_number}); "
-            f"totalResults {page.total_results} at pageSize {page.page_size} means {expected}",
+            f"totalResults {page.total_results} at pageSize {size} means {expected}",
+            method=method,
+            path=path,
+        )
+    if page.page_size != size:
+        raise CodatError(
+            f"page {number} says pageSize {page.page_size}, but pageSize {size} was asked for",
             method=method,
             path=path,
         )

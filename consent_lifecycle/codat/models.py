@@ -156,9 +156,9 @@ T = TypeVar("T", bound=CodatModel)
 
 class Page(CodatModel, Generic[T]):
     results: list[T] = Field(default_factory=list)
-    page_number: int
-    page_size: int
-    total_results: int
+    page_number: int = Field(ge=1)
+    page_size: int = Field(ge=1)
+    total_results: int = Field(ge=0)
     links: PageLinks = Field(alias="_links")
 
     @property
