@@ -31,9 +31,12 @@ bench: venv
 	$(BIN)/python -m benchmarks.bench --companies $(BENCH_COMPANIES)
 	$(BIN)/python -m benchmarks.diff_bench --rows 1000000
 
-# Longer runs of the crash trials (SIGKILL at random points): 20 per flow instead of CI's few.
+# Longer runs of the crash trials (SIGKILL at random points): 20 per flow instead of CI's few, for every flow
+# (the scan and the reconciliation in test_flow_crashes.py, retention in test_retention_crashes.py), with the
+# scan's send/mark kill and the API fault runs of every flow beside them.
 soak: venv
-	CONSENT_CRASH_TRIALS=20 $(BIN)/python -m pytest -q tests/test_retention_crashes.py tests/test_flow_expiry_scan.py
+	CONSENT_CRASH_TRIALS=20 $(BIN)/python -m pytest -q tests/test_flow_crashes.py tests/test_retention_crashes.py \
+		tests/test_flow_expiry_scan.py tests/test_flow_faults.py
 
 lint: venv
 	$(BIN)/python -m pip install --quiet ruff

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -22,6 +24,9 @@ from tasks.resources import codat_client, engine, settings
 
 #: pulls are re-read from this long before the cursor, so one still running at the last read is seen finished
 OVERLAP = timedelta(days=1)
+#: answers after which Codat may or may not have queued a pull
+UNKNOWN_OUTCOME_STATUSES = frozenset({408, 500, 502, 503, 504})
+_RNG = random.Random()
 
 
 @task(cache_policy=NO_CACHE)
@@ -162,13 +167,33 @@ async def _set_settings(codat: CodatClient, company_id: str, frame: pd.DataFrame
 
 
 async def _queue(codat: CodatClient, company_id: str, connection_id: str, data_type: str) -> int:
-    try:
-        await codat.queue_data_type(company_id, data_type, connection_id=connection_id)
-    except CodatError as exc:
-        if exc.status_code == 400 and "AlreadyInProgress" in str(exc):
-            return 0
-        raise
-    return 1
+    """Queue one pull: 1 if queued, 0 if one was already in progress. The client resends a POST only when
+    Codat surely did not act (429, no connection); after an answer that leaves it unknown (5xx, a timeout)
+    it is resent here: Codat refuses a second pull of a type in progress, so the resend cannot start a
+    second one, and its refusal then means the unknown attempt did queue it."""
+    unknown = False
+    for attempt in range(1, codat.retry.max_attempts + 1):
+        try:
+            await codat.queue_data_type(company_id, data_type, connection_id=connection_id)
+        except CodatError as exc:
+            if exc.status_code == 400 and "AlreadyInProgress" in str(exc):
+                return int(unknown)
+            if attempt == codat.retry.max_attempts or not _outcome_unknown(exc):
+                raise
+            unknown = True
+            await asyncio.sleep(codat.retry.backoff(attempt, _RNG))
+        else:
+            return 1
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _outcome_unknown(exc: CodatError) -> bool:
+    """Codat may or may not have acted: a 5xx or 408 answer, or no answer after the request was sent (the
+    client itself resends what was never sent: a connection error)."""
+    if exc.status_code is not None:
+        return exc.status_code in UNKNOWN_OUTCOME_STATUSES
+    cause = exc.__cause__
+    return isinstance(cause, httpx.TransportError) and not isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 def _minus(moment: datetime | None) -> datetime | None:
