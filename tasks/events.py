@@ -7,6 +7,8 @@ retention-enforcement deployment's trigger plans that company's deletions on eit
 
 from __future__ import annotations
 
+import logging
+
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL
@@ -41,5 +43,7 @@ def server_configured() -> bool:
 
 
 def flush(timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:
-    """Send what is queued before a short-lived process (the CLI) exits."""
+    """Send what is queued before a short-lived process (the CLI) exits, without the worker's
+    "Still processing items" progress line on the command's stderr."""
+    logging.getLogger(EventsWorker.__name__).setLevel(logging.ERROR)
     EventsWorker.drain_all(timeout=timeout)
