@@ -2,7 +2,8 @@
 
     python -m benchmarks._raw_paging --page-size 5000
 
-Like the scan: one request for page 1 to learn how many pages there are, then every page 1..N, at most
+Like the scan: one request for a one-company page 1 to learn how many pages there are (`totalResults`,
+as `tasks.codat.count_company_pages` does), then every page 1..N, at most
 `codat_max_concurrency` requests in flight on one pooled client. Each body is decoded as JSON (paging
 needs `totalResults`), but nothing is validated or stored. Base URL, key and concurrency come from the
 CONSENT_ settings, as for the flow. Prints one JSON line.
@@ -44,13 +45,13 @@ async def page_companies(settings: Settings, page_size: int) -> dict[str, Any]:
     started = time.perf_counter()
     async with _client(settings) as http:
 
-        async def get(page: int) -> dict[str, Any]:
+        async def get(page: int, size: int = page_size) -> dict[str, Any]:
             async with slots:
-                response = await http.get("/companies", params={"page": page, "pageSize": page_size})
+                response = await http.get("/companies", params={"page": page, "pageSize": size})
             response.raise_for_status()
             return response.json()
 
-        first = await get(1)
+        first = await get(1, 1)  # as the scan counts: a one-company page, whose totalResults is the count
         page_count = -(-first["totalResults"] // page_size)
         pages = await asyncio.gather(*(get(number) for number in range(1, page_count + 1)))
     wall = time.perf_counter() - started

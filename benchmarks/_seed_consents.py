@@ -3,7 +3,7 @@
     python -m benchmarks._seed_consents --now 2026-11-01T12:00:00Z --workers 2
 
 Like `consent demo` (`consent_lifecycle.cli._demo_consents`): each company grants, at its Codat `created`
-time, each catalog product its Codat `products` lists (`Ledger.grant`, default scope: the product's
+time, each catalog product its Codat `products` lists (`Ledger.grant_many`, default scope: the product's
 required types on the company's Linked connections of the right kind; a company with no such connection
 is refused, and counted as skipped). Then every `--revoke-every`-th company revokes its first granted
 product `--revoke-days` before `now`, so retention has items already due (when it was granted before that).
@@ -100,10 +100,13 @@ def onboardings(
 
 
 def record(plans: Sequence[Onboarding], revoke_at: datetime) -> Tally:
-    """Grant (and revoke) `plans` through one `Ledger` on a fresh engine; runs in a worker process."""
+    """Grant (and revoke) `plans` through one `Ledger` on a fresh engine; runs in a worker process.
+
+    The grants go through `Ledger.grant_many` (one transaction per chunk; refused grants skipped and
+    counted, as `Ledger.grant` would refuse them one by one); the revocations one by one after them."""
     from consent_lifecycle.catalog import load_catalog
     from consent_lifecycle.db.engine import make_engine
-    from consent_lifecycle.ledger import ConsentError, Ledger
+    from consent_lifecycle.ledger import Ledger
 
     started = time.perf_counter()
     settings = Settings()
@@ -111,24 +114,23 @@ def record(plans: Sequence[Onboarding], revoke_at: datetime) -> Tally:
     ledger = Ledger(engine, load_catalog(settings.catalog))
     tally = Tally()
     try:
+        grants = [
+            {
+                "company_id": plan.company_id, "product": product, "wording_version": WORDING,
+                "actor": "onboarding", "channel": "ui", "at": plan.created,
+            }
+            for plan in plans
+            for product in plan.products
+        ]
+        refused = ledger.grant_many(grants, skip_refused=True)
+        tally.skipped = len(refused)
+        tally.grants = len(grants) - len(refused)
+        tally.errors = [reason for _, reason in refused[:5]]
+        refused_at = {index for index, _ in refused}
+        index = 0
         for plan in plans:
-            granted = []
-            for product in plan.products:
-                try:
-                    ledger.grant(
-                        plan.company_id,
-                        product,
-                        wording_version=WORDING,
-                        actor="onboarding",
-                        channel="ui",
-                        at=plan.created,
-                    )
-                except ConsentError as exc:
-                    tally.skipped += 1
-                    tally.errors += [str(exc)] if len(tally.errors) < 5 else []
-                    continue
-                granted.append(product)
-                tally.grants += 1
+            granted = [p for i, p in enumerate(plan.products, start=index) if i not in refused_at]
+            index += len(plan.products)
             if plan.revokes and granted:
                 if plan.created >= revoke_at:
                     tally.revokes_skipped += 1

@@ -116,3 +116,115 @@ def test_a_company_missing_from_a_full_scan_is_retired(engine):
     store.apply_observation(engine, observe([company(None, company_id=other).model_copy(update={"data_connections": []})]), later)
     assert store.retire_unseen_companies(engine, later) == 1
     assert all(row.deleted_at == later for row in _rows(engine).values())
+
+
+class _Writes:
+    """Counts the rows each INSERT (upsert) into a table was executed with."""
+
+    def __init__(self, engine) -> None:
+        from sqlalchemy import event
+
+        self.rows: dict[str, int] = {}
+        self._engine = engine
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO"):
+            table = statement.split()[2].strip('"')
+            count = len(parameters) if executemany else 1
+            self.rows[table] = self.rows.get(table, 0) + count
+
+    def close(self) -> None:
+        from sqlalchemy import event
+
+        event.remove(self._engine, "before_cursor_execute", self._seen)
+
+
+def _other_company(name: str = "Other Ltd") -> Company:
+    """A second company with its own Linked bank."""
+    other = "66666666-6666-4666-8666-666666666666"
+    return Company.model_validate(
+        {
+            "id": other, "name": name, "redirect": f"https://link.codat.io/company/{other}",
+            "created": "2026-05-01T00:00:00Z", "tags": {"region": "UK"},
+            "dataConnections": [_connection("77777777-7777-4777-8777-777777777777", "Banking", "Linked")],
+        }
+    )
+
+
+def test_a_rescan_writes_only_new_and_changed_rows_and_marks_the_rest_seen(engine):
+    other = "66666666-6666-4666-8666-666666666666"
+    store.apply_observation(engine, observe([company(), _other_company()]), T0)
+    writes = _Writes(engine)
+    try:
+        later = T0 + timedelta(days=1)
+        same = store.apply_observation(engine, observe([company(), _other_company()]), later)
+        assert writes.rows == {}  # nothing differs: no upsert at all
+        assert (same.new, same.changed) == (0, 0)
+        rows = _rows(engine)
+        assert {row.last_seen_at for row in rows.values()} == {later}
+        assert {row.first_seen_at for row in rows.values()} == {T0}
+        with engine.connect() as db:
+            assert {row.last_seen_at for row in db.execute(select(CompanyRow))} == {later}
+
+        # one status change, one renamed company: exactly those rows are written again
+        renamed = _other_company("Other Holdings Ltd")
+        evenlater = T0 + timedelta(days=2)
+        change = store.apply_observation(engine, observe([company("Deauthorized"), renamed]), evenlater)
+        assert change.changed == 1
+        assert writes.rows == {"connections": 1, "companies": 1}
+        rows = _rows(engine)
+        assert rows[BANK].status == "Deauthorized" and rows[BANK].status_changed_at == evenlater
+        assert rows[ACCOUNTING].status_changed_at == T0 and rows[ACCOUNTING].last_seen_at == evenlater
+        with engine.connect() as db:
+            names = {row.id: (row.name, row.first_seen_at, row.last_seen_at) for row in db.execute(select(CompanyRow))}
+        assert names[other] == ("Other Holdings Ltd", T0, evenlater) and names[COMPANY] == ("Acme Ltd", T0, evenlater)
+    finally:
+        writes.close()
+
+
+def test_a_changed_codat_field_of_a_connection_is_written(engine):
+    store.apply_observation(engine, observe([company()]), T0)
+    moved = company()
+    bank = moved.data_connections[1].model_copy(update={"link_url": "https://link.example/new", "platform_name": "Q"})
+    moved = moved.model_copy(update={"data_connections": [moved.data_connections[0], bank]})
+    change = store.apply_observation(engine, observe([moved]), T0 + timedelta(days=1))
+    assert change.changed == 0  # not a status transition, but still written
+    rows = _rows(engine)
+    assert (rows[BANK].link_url, rows[BANK].platform_name) == ("https://link.example/new", "Q")
+    assert rows[ACCOUNTING].platform_name == "P"
+
+
+def test_a_retired_company_seen_again_is_live_again(engine):
+    store.apply_observation(engine, observe([company()]), T0)
+    later = T0 + timedelta(days=1)
+    with engine.begin() as db:
+        db.execute(CompanyRow.__table__.update().values(deleted_at=later))
+    store.apply_observation(engine, observe([company()]), later + timedelta(hours=1))
+    with engine.connect() as db:
+        stored = db.execute(select(CompanyRow)).one()
+    assert stored.deleted_at is None and stored.first_seen_at == T0
+
+
+def test_bulk_written_times_are_stored_as_the_column_type_stores_them(engine):
+    """The snapshot's bulk upsert renders times itself on SQLite: the stored text must be what a typed
+    write of the same instant stores (and read back the same)."""
+    from sqlalchemy import text
+
+    store.apply_observation(engine, observe([company()]), T0 + timedelta(microseconds=7))
+    columns = ("created_at", "first_seen_at", "last_authorized_at")
+    with engine.begin() as db:
+        bulk = db.execute(text(f"SELECT {', '.join(columns)} FROM connections WHERE id = :id"), {"id": BANK}).one()
+        db.execute(  # the same instants through the column type, into other time columns of the row
+            ConnectionRow.__table__.update()
+            .where(ConnectionRow.id == BANK)
+            .values(last_sync_at=CREATED, deleted_at=T0 + timedelta(microseconds=7), last_reconfirmed_at=CREATED)
+        )
+        typed = db.execute(
+            text("SELECT last_sync_at, deleted_at, last_reconfirmed_at FROM connections WHERE id = :id"), {"id": BANK}
+        ).one()
+        company_seen = db.execute(text("SELECT first_seen_at FROM companies")).scalar_one()
+    assert tuple(bulk) == tuple(typed)
+    assert company_seen == typed[1]
+    row = _rows(engine)[BANK]
+    assert (row.created_at, row.first_seen_at) == (CREATED, T0 + timedelta(microseconds=7))

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, String, Table
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.dialects import postgresql, sqlite
 
 #: rows per statement: well under SQLite's 32,766 bound parameters for our widest table
@@ -54,3 +57,78 @@ def records(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict[
         {key: (value.to_pydatetime() if isinstance(value, pd.Timestamp) else value) for key, value in row.items()}
         for row in subset.to_dict("records")
     ]
+
+
+def plain_rows(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """What `records` returns (None for missing values, plain datetimes), built column by column: datetime
+    columns are converted as whole arrays, not value by value. For the wide bulk writes of the snapshot."""
+    subset = frame if columns is None else frame[columns]
+    names = list(subset.columns)
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate column names: {names}")
+    return [dict(zip(names, values, strict=True)) for values in zip(*(_plain(subset[n]) for n in names))]
+
+
+def _plain(column: pd.Series) -> list[Any]:
+    missing = column.isna().to_numpy()
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column.dtype):
+        values = column.array.to_pydatetime()
+    else:
+        values = column.astype(object).to_numpy(copy=True)
+        if column.dtype == object:  # may hold Timestamps among other values
+            stamps = [i for i, value in enumerate(values) if isinstance(value, pd.Timestamp)]
+            values[stamps] = [values[i].to_pydatetime() for i in stamps]
+    values[missing] = None
+    return values.tolist()
+
+
+def update_in(
+    db: Connection, table: Table, column: str, keys: Sequence[Any], values: dict[str, Any]
+) -> int:
+    """UPDATE `table` SET `values` WHERE `column` IN `keys`, one statement per chunk; rows updated."""
+    updated = 0
+    for chunk in chunks(list(keys)):
+        result = db.execute(table.update().where(table.c[column].in_(chunk)).values(**values))
+        updated += result.rowcount or 0
+    return updated
+
+
+def upsert_frame(
+    db: Connection, table: Table, frame: pd.DataFrame, *, key: str, keep: Iterable[str] = ()
+) -> None:
+    """`upsert` of a frame's rows (its columns are the table's columns to write).
+
+    On SQLite the time columns (`UTCDateTime`) are rendered once per column, vectorised, to the text that
+    type stores (naive UTC, `YYYY-MM-DD HH:MM:SS.ffffff`) and bound as plain text, so that tens of thousands
+    of rows are not passed value by value through the type's Python bind processing. Other dialects, and
+    every other column, bind through the table's own types."""
+    if frame.empty:
+        return
+    if db.dialect.name != "sqlite":
+        upsert(db, table, plain_rows(frame), key=key, keep=keep)
+        return
+    from consent_lifecycle.db.types import UTCDateTime
+
+    times = [name for name in frame.columns if isinstance(table.c[name].type, UTCDateTime)]
+    rendered = frame.assign(**{name: _sqlite_text(frame[name]) for name in times})
+    lean = sa_table(
+        table.name,
+        *(sa_column(name, String() if name in times else table.c[name].type) for name in frame.columns),
+        schema=table.schema,
+    )
+    kept = {key, *keep}
+    for chunk in chunks(plain_rows(rendered)):
+        statement = dialect_insert(db, lean)
+        updates = {name: statement.excluded[name] for name in frame.columns if name not in kept}
+        db.execute(statement.on_conflict_do_update(index_elements=[key], set_=updates), chunk)
+
+
+def _sqlite_text(column: pd.Series) -> pd.Series:
+    """Aware times as the text `UTCDateTime` stores on SQLite (naive UTC, microseconds); None when missing."""
+    times = pd.to_datetime(column, utc=True)
+    if times.dt.tz is None:
+        raise ValueError(f"column {column.name!r} holds naive times")
+    naive = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+    text = np.char.replace(np.datetime_as_string(naive, unit="us"), "T", " ").astype(object)
+    text[times.isna().to_numpy()] = None
+    return pd.Series(text, index=column.index, dtype=object)

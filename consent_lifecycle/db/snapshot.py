@@ -9,10 +9,11 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection as DbConnection
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, String, func, select, type_coerce, update
 
-from consent_lifecycle.db.bulk import chunks, records, upsert
+from consent_lifecycle.db.bulk import chunks, update_in, upsert_frame
 from consent_lifecycle.db.models import Company, Connection
+from consent_lifecycle.db.types import UTCDateTime
 from consent_lifecycle.snapshot import Observation, merge_observation, vanished
 
 
@@ -42,15 +43,18 @@ def scan_observation(
 ) -> tuple[SnapshotChange, pd.DataFrame]:
     """`apply_observation` (skipped writes when `dry_run`), also returning the observed connections with
     everything the expiry model reads: status, authorization and reconfirmation times, the company's
-    jurisdiction and re-consent links."""
+    jurisdiction and re-consent links.
+
+    Only rows that are new or differ from the stored ones are upserted (compared set-wise, column by
+    column); the others get `last_seen_at = now` in one UPDATE per chunk of ids."""
     company_ids = observation.company_ids
     with engine.begin() as db:
         previous = _connection_state(db, company_ids)
         merged = merge_observation(previous, observation.connections, now)
         gone = vanished(previous, observation.connections, company_ids).tolist()
         if not dry_run:
-            upsert(db, Company.__table__, _company_rows(observation.companies, now), key="id", keep=("first_seen_at",))
-            upsert(db, Connection.__table__, records(merged, _CONNECTION_WRITE), key="id", keep=("last_reconfirmed_at",))
+            _write_companies(db, observation.companies, now)
+            _write_connections(db, merged, previous, now)
             for ids in chunks(gone):
                 db.execute(
                     update(Connection)
@@ -71,6 +75,52 @@ def scan_observation(
         how="left",
     )
     return change, scanned
+
+
+def _write_companies(db: DbConnection, companies: pd.DataFrame, now: datetime) -> None:
+    """Upsert the observed companies that are new, differ from the stored row or were deleted; the rest
+    only get `last_seen_at`."""
+    stored = _stored(db, [Company.id, *_COMPANY_COMPARED, Company.deleted_at], companies["id"])
+    fresh = _differs(companies, stored, [c.key for c in _COMPANY_COMPARED]) | stored["deleted_at"].notna().to_numpy()
+    upsert_frame(
+        db, Company.__table__, _company_rows(companies[fresh.to_numpy()], now), key="id", keep=("first_seen_at",)
+    )
+    update_in(db, Company.__table__, "id", companies.loc[~fresh.to_numpy(), "id"].tolist(), {"last_seen_at": now})
+
+
+def _write_connections(db: DbConnection, merged: pd.DataFrame, previous: pd.DataFrame, now: datetime) -> None:
+    """Upsert the observed connections that are new or differ from the stored row in a written column;
+    the rest only get `last_seen_at`."""
+    stored = previous.assign(**{_FOUND: True}).set_index("id").reindex(merged["id"].to_numpy()).reset_index()
+    fresh = _differs(merged, stored, _CONNECTION_COMPARED).to_numpy()
+    upsert_frame(db, Connection.__table__, merged.loc[fresh, _CONNECTION_WRITE], key="id", keep=("last_reconfirmed_at",))
+    update_in(db, Connection.__table__, "id", merged.loc[~fresh, "id"].tolist(), {"last_seen_at": now})
+
+
+def _differs(observed: pd.DataFrame, stored: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Per row of `observed`: True when the row is not stored (`stored`, aligned with `observed` row by
+    row, has no `_FOUND` there) or any of `columns` differs. Missing equals missing; times are compared at
+    the microsecond, what the database keeps."""
+    differs = pd.Series(stored[_FOUND].isna().to_numpy(), index=observed.index)
+    for column in columns:
+        ours = _comparable(observed[column])
+        theirs = _comparable(stored[column]).set_axis(observed.index)
+        same = (ours == theirs).fillna(False).astype(bool) | (ours.isna() & theirs.isna())
+        differs |= ~same
+    return differs
+
+
+def _comparable(column: pd.Series) -> pd.Series:
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column.dt.floor("us")
+    return column
+
+
+def _stored(db: DbConnection, columns: list[Any], ids: pd.Series) -> pd.DataFrame:
+    """The stored rows of `ids` (`columns`, the key first), aligned with `ids`: all missing where none."""
+    key = columns[0].key
+    frame = _read(db, columns, columns[0], ids.tolist()).assign(**{_FOUND: True})
+    return frame.set_index(key).reindex(ids.to_numpy()).reset_index(names=key)
 
 
 def retire_unseen_companies(engine: Engine, seen_since: datetime) -> int:
@@ -108,24 +158,44 @@ _CONNECTION_WRITE = [
     "id", "company_id", "source_type", "platform_name", "integration_key", "status", "link_url",
     "created_at", "last_sync_at", "first_seen_at", "last_seen_at", "status_changed_at", "last_authorized_at",
 ]
+#: a column marking rows read back from the database (missing after a reindex: not stored)
+_FOUND = "_stored"
+#: what a rescan compares to decide whether a connection's row must be written again
+_CONNECTION_COMPARED = [c for c in _CONNECTION_WRITE if c not in ("id", "last_seen_at")]
 _STATE = [
-    Connection.id, Connection.company_id, Connection.status, Connection.first_seen_at,
-    Connection.status_changed_at, Connection.last_authorized_at, Connection.last_reconfirmed_at,
+    Connection.id, Connection.company_id, Connection.source_type, Connection.platform_name,
+    Connection.integration_key, Connection.status, Connection.link_url, Connection.created_at,
+    Connection.last_sync_at, Connection.first_seen_at, Connection.status_changed_at,
+    Connection.last_authorized_at, Connection.last_reconfirmed_at,
+]
+_COMPANY_COMPARED = [
+    Company.name, Company.jurisdiction, Company.tags, Company.redirect, Company.created_at,
 ]
 
 
 def _connection_state(db: DbConnection, company_ids: Sequence[str]) -> pd.DataFrame:
+    return _read(db, _STATE, Connection.company_id, company_ids)
+
+
+def _read(db: DbConnection, columns: list[Any], by: Any, keys: Sequence[Any]) -> pd.DataFrame:
+    """`columns` of the rows whose `by` is in `keys` (chunked), as a frame with times as UTC datetimes.
+
+    Times are read as the driver returns them (SQLite: text, PostgreSQL: aware datetimes) and converted
+    per column, not per value through the column type; rows go to pandas as plain tuples."""
+    selected = [type_coerce(c, String).label(c.key) if isinstance(c.type, UTCDateTime) else c for c in columns]
     rows = [
-        row
-        for ids in chunks(company_ids)
-        for row in db.execute(select(*_STATE).where(Connection.company_id.in_(ids))).all()
+        tuple(row)
+        for chunk in chunks(list(keys))
+        for row in db.execute(select(*selected).where(by.in_(chunk))).all()
     ]
-    frame = pd.DataFrame.from_records(rows, columns=[c.key for c in _STATE])
-    for column in ("first_seen_at", "status_changed_at", "last_authorized_at", "last_reconfirmed_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
+    frame = pd.DataFrame.from_records(rows, columns=[c.key for c in columns])
+    for column in columns:
+        if isinstance(column.type, UTCDateTime):
+            frame[column.key] = pd.to_datetime(frame[column.key], utc=True, format="ISO8601")
     return frame
 
 
-def _company_rows(companies: pd.DataFrame, now: datetime) -> list[dict[str, Any]]:
-    frame = companies.assign(first_seen_at=pd.Timestamp(now), last_seen_at=pd.Timestamp(now), deleted_at=None)
-    return records(frame, [*companies.columns, "first_seen_at", "last_seen_at", "deleted_at"])
+def _company_rows(companies: pd.DataFrame, now: datetime) -> pd.DataFrame:
+    frame = companies.assign(first_seen_at=pd.Timestamp(now), last_seen_at=pd.Timestamp(now), deleted_at=pd.NaT)
+    frame["deleted_at"] = pd.to_datetime(frame["deleted_at"], utc=True)
+    return frame[[*companies.columns, "first_seen_at", "last_seen_at", "deleted_at"]]

@@ -8,7 +8,10 @@ backoff) or, after `max_attempts`, to `failed`. Delivery is claim, send, mark:
    the attempt is counted. PostgreSQL skips rows another worker holds (`FOR UPDATE SKIP LOCKED`); SQLite
    serialises writers, and the UPDATE re-checks that each row is still due.
 2. send, outside any transaction, with the row's key as the `Idempotency-Key`.
-3. mark `sent` (or retry/failed), only if the claim is still ours.
+3. mark `sent` (or retry/failed), only if the claim is still ours. Outcomes are marked in bulk: one
+   UPDATE per (claim, outcome) after every `MARK_EVERY` sends or `MARK_INTERVAL` seconds, at the end of
+   the batch, and before an unexpected error propagates. A row is marked `sent` only after its send
+   returned; a crash before its mark leaves it `sending`, and it is sent again (same key) after the lease.
 
 A send whose outcome is unknown (crash, lost lease) is sent again with the same key, so the receiver can
 drop the duplicate: at most once per key from the receiver's point of view.
@@ -19,6 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +31,7 @@ from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, and_, or_, select, update
 
 from consent_lifecycle.clock import as_utc, iso
-from consent_lifecycle.db.bulk import insert_new
+from consent_lifecycle.db.bulk import chunks, insert_new
 from consent_lifecycle.db.models import NOTIFICATION_STATUSES, Notification
 from consent_lifecycle.notify.channels import Channel, DeliveryError
 
@@ -36,6 +41,9 @@ LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 #: first wait before a failed row is due again; doubled after each further attempt
 RETRY_AFTER = timedelta(minutes=1)
+#: outcomes are marked after at most this many sends, or this many seconds of sending, whichever first
+MARK_EVERY = 200
+MARK_INTERVAL = 1.0
 #: payload fields `list_notifications` lifts to the top level
 LIFTED = ("threshold_days", "expires_at", "link")
 STATUSES = NOTIFICATION_STATUSES
@@ -54,10 +62,14 @@ def queue(db: Db, rows: list[dict[str, Any]], now: datetime) -> int:
     """
     unique: dict[str, dict[str, Any]] = {}
     for row in rows:
-        unique.setdefault(row["key"], _row(row, now))
-    if not unique:
+        unique.setdefault(row["key"], row)
+    known = {
+        key for keys in chunks(list(unique)) for key in db.execute(select(Notification.key).where(Notification.key.in_(keys))).scalars()
+    }
+    fresh = [_row(row, now) for key, row in unique.items() if key not in known]  # a rerun queues none
+    if not fresh:
         return 0
-    return insert_new(db, _table, list(unique.values()), key="key")
+    return insert_new(db, _table, fresh, key="key")  # ON CONFLICT DO NOTHING: a concurrent queue of a key
 
 
 def _row(row: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -122,21 +134,29 @@ def deliver(
         unknown_before = _count_unknown(db, now, lease, max_attempts)
     rows = claim(engine, now, worker=worker, limit=limit, lease=lease, max_attempts=max_attempts)
     counts = {"claimed": len(rows), "sent": 0, "retrying": 0, "failed": unknown_before}
-    for row in rows:
-        try:
-            channel.send(message(row))
-        except DeliveryError as exc:
-            error = str(exc)[:1000]
-            if row["attempts"] >= max_attempts:
-                _mark(engine, row, now, status="failed", last_error=error)
-                counts["failed"] += 1
+    outcomes: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    flushed = time.monotonic()
+    try:
+        for row in rows:
+            try:
+                channel.send(message(row))
+            except DeliveryError as exc:
+                error = str(exc)[:1000]
+                if row["attempts"] >= max_attempts:
+                    outcomes.append((row, {"status": "failed", "last_error": error}))
+                    counts["failed"] += 1
+                else:
+                    retry_at = now + retry_after * 2 ** (row["attempts"] - 1)
+                    outcomes.append((row, {"status": "pending", "last_error": error, "due_at": retry_at}))
+                    counts["retrying"] += 1
             else:
-                retry_at = now + retry_after * 2 ** (row["attempts"] - 1)
-                _mark(engine, row, now, status="pending", last_error=error, due_at=retry_at)
-                counts["retrying"] += 1
-        else:
-            _mark(engine, row, now, status="sent", sent_at=now, last_error=None)
-            counts["sent"] += 1
+                outcomes.append((row, {"status": "sent", "sent_at": now, "last_error": None}))
+                counts["sent"] += 1
+            if len(outcomes) >= MARK_EVERY or time.monotonic() - flushed >= MARK_INTERVAL:
+                _mark_many(engine, outcomes)
+                outcomes, flushed = [], time.monotonic()
+    finally:  # also when a send raised something unexpected: what was sent is marked, the rest stays claimed
+        _mark_many(engine, outcomes)
     if rows:
         log.info("outbox via %s (%s): %s", getattr(channel, "name", "?"), worker, counts)
     return counts
@@ -151,18 +171,40 @@ def _count_unknown(db: Db, now: datetime, lease: timedelta, max_attempts: int) -
 
 
 def _mark(engine: Engine, row: dict[str, Any], now: datetime, **values: Any) -> None:
-    """Record the outcome, only while the claim is still ours (not re-claimed after a lost lease)."""
+    """Record the outcome of one row, only while the claim is still ours (not re-claimed after a lost lease)."""
+    _mark_many(engine, [(row, values)])
+
+
+def _mark_many(engine: Engine, outcomes: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Record outcomes (claimed row, column values) in one transaction: one UPDATE ... WHERE id IN (...)
+    per claim and distinct values, each only on rows still claimed by that claim (`sending`, same
+    `claimed_by` and `claimed_at`). A row whose claim was lost is left alone and logged."""
+    if not outcomes:
+        return
+    groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for row, values in outcomes:
+        group = (row["claimed_by"], row["claimed_at"], tuple(sorted(values.items())))
+        groups.setdefault(group, (values, []))[1].append(row)
+    lost: list[tuple[dict[str, Any], str]] = []
     with engine.begin() as db:
-        done = db.execute(
-            update(Notification)
-            .where(
-                Notification.id == row["id"], Notification.status == "sending",
-                Notification.claimed_by == row["claimed_by"], Notification.claimed_at == row["claimed_at"],
-            )
-            .values(**values)
-        ).rowcount
-    if not done:
-        log.warning("notification %s: claim lost before marking %s", row["key"], values["status"])
+        for (claimed_by, claimed_at, _), (values, rows) in groups.items():
+            ids = [row["id"] for row in rows]
+            done: set[int] = set()
+            for chunk in chunks(ids):
+                done.update(
+                    db.execute(
+                        update(Notification)
+                        .where(
+                            Notification.id.in_(chunk), Notification.status == "sending",
+                            Notification.claimed_by == claimed_by, Notification.claimed_at == claimed_at,
+                        )
+                        .values(**values)
+                        .returning(Notification.id)
+                    ).scalars()
+                )
+            lost += [(row, values["status"]) for row in rows if row["id"] not in done]
+    for row, status in lost:
+        log.warning("notification %s: claim lost before marking %s", row["key"], status)
 
 
 def list_notifications(
