@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the consent database")
     codat_base_url: str = Field(CODAT_PRODUCTION_URL, description="Codat API base URL (or the sandbox's)")
     codat_api_key: SecretStr | None = Field(None, description="Codat API key (the raw key, not the header)")
+    codat_api_key_block: str = Field(
+        "codat-api-key",
+        description="name of a Prefect Secret block holding the Codat API key, read by the flows' tasks when "
+        "CONSENT_CODAT_API_KEY is not set",
+    )
     codat_max_concurrency: int = Field(10, ge=1, le=200, description="bound on concurrent Codat requests")
     codat_timeout_seconds: float = Field(30.0, gt=0, description="per-request timeout")
     catalog: Path | None = Field(None, description="product catalog TOML; default: the shipped catalog")

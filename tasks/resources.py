@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from consent_lifecycle.codat import CodatClient
@@ -26,5 +27,27 @@ def engine() -> Engine:
 
 
 def codat_client() -> CodatClient:
-    """A new client for one task's event loop (an httpx.AsyncClient cannot cross event loops)."""
-    return CodatClient.from_settings(settings())
+    """A new client for one task's event loop (an httpx.AsyncClient cannot cross event loops). The key is
+    CONSENT_CODAT_API_KEY, else the Prefect Secret block named by CONSENT_CODAT_API_KEY_BLOCK."""
+    current = settings()
+    if current.codat_api_key is None:
+        key = key_from_secret_block(current.codat_api_key_block)
+        if key is None:
+            raise ValueError(
+                f"no Codat API key: set CONSENT_CODAT_API_KEY, or save it in a Prefect Secret block named "
+                f"{current.codat_api_key_block!r} (CONSENT_CODAT_API_KEY_BLOCK)"
+            )
+        current = current.model_copy(update={"codat_api_key": key})
+    return CodatClient.from_settings(current)
+
+
+@lru_cache(maxsize=4)
+def key_from_secret_block(name: str) -> SecretStr | None:
+    """The value of the Prefect Secret block `name`, or None when there is no such block (read once per
+    process)."""
+    from prefect.blocks.system import Secret
+
+    try:
+        return SecretStr(Secret.load(name, _sync=True).get())
+    except ValueError:  # no block of that name
+        return None
