@@ -242,6 +242,31 @@ def _eventually(check, what: str, served: Served, timeout: float = 60.0) -> Any:
     return found
 
 
+def test_a_backfill_via_the_deployment_creates_one_run_per_slice_once_and_they_complete(served):
+    argv = [str(Path(sys.executable).with_name("consent")), "backfill", "reconcile", "--start",
+            "2026-10-01T00:00:00Z", "--end", "2026-10-03T00:00:00Z", "--slice-days", "1", "--via-deployment",
+            "--json"]
+
+    def backfill() -> list[dict[str, Any]]:
+        done = subprocess.run(argv, env=served.env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout)
+
+    created = backfill()
+    assert [(r["window_start"], r["window_end"]) for r in created] == [
+        ("2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z"), ("2026-10-02T00:00:00Z", "2026-10-03T00:00:00Z"),
+    ]
+    assert [r["flow_run_id"] for r in backfill()] == [r["flow_run_id"] for r in created]  # a rerun adds none
+    for row in created:
+        run = _finished(served, row["flow_run_id"])
+        assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
+        assert "backfill" in run["tags"]
+        assert run["name"] == f"reconcile-{row['window_start'][:13].replace(':', '')}00-to-" + (
+            row["window_end"][:13].replace(":", "") + "00"
+        )
+
+
 def test_a_failed_run_alerts_the_operators_through_the_failure_automation(served):
     automation = _automations(served)["consent-flow-run-failed"]
     assert automation["enabled"]
