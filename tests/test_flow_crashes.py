@@ -50,6 +50,10 @@ pytestmark = pytest.mark.prefect
 # -- connection-expiry-scan ---------------------------------------------------------------------------------
 
 SCAN_AT = SANDBOX_NOW + timedelta(days=60)  # connections expiring, expired and stale
+#: an earlier scan, in both twins: the snapshot first saw every connection then (a connection first seen
+#: unlinked is expired as of that sighting, so a kill before the first snapshot write would move that moment);
+#: 60 days before, so that many notices are still to come at SCAN_AT
+SCAN_BEFORE = SANDBOX_NOW
 #: the next run: past the outbox's lease, so a notice the kill left claimed but unconfirmed is sent again
 SCAN_NEXT = SCAN_AT + LEASE + timedelta(minutes=1)
 
@@ -63,6 +67,24 @@ def outbox(engine) -> list[dict]:
     ])
 
 
+def twin(flow_env, webhook, path, runs) -> tuple[list[dict], dict[str, str]]:
+    """A fault-free twin in process on database `path`: the earlier scan, then `runs`; its outbox and
+    the bodies the customers got from `runs`."""
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    flow_env.setenv("CONSENT_DATABASE_URL", url)
+    asyncio.run(connection_expiry_scan(now=SCAN_BEFORE))
+    before = {n["key"] for n in outbox(make_engine(url))}
+    webhook.received.clear()
+    for now in runs:
+        asyncio.run(connection_expiry_scan(now=now))
+    bodies = {r["key"]: r["body"] for r in webhook.received}
+    webhook.received.clear()
+    notices = outbox(make_engine(url))
+    assert set(bodies) == {n["key"] for n in notices} - before
+    return notices, bodies
+
+
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_scan_killed_at_a_random_point_the_next_run_sends_each_notice_once(
     flow_env, fresh_sandbox, sqlite_url, webhook, tmp_path, trial
@@ -70,21 +92,17 @@ def test_scan_killed_at_a_random_point_the_next_run_sends_each_notice_once(
     flow_env.setenv("CONSENT_NOTIFY_WEBHOOK_URL", webhook.url)
     flow_env.setenv("CONSENT_NOTIFY_WEBHOOK_SECRET", WEBHOOK_SECRET)
     # the fault-free twin, in process on its own database: what the customers should get
-    clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
-    upgrade(clean_url)
-    flow_env.setenv("CONSENT_DATABASE_URL", clean_url)
-    for now in (SCAN_AT, SCAN_NEXT):
-        asyncio.run(connection_expiry_scan(now=now))
-    clean = outbox(make_engine(clean_url))
-    clean_bodies = {r["key"]: r["body"] for r in webhook.received}
-    assert len(clean_bodies) == len(clean) >= 3 and all(n["status"] == "sent" for n in clean)
-    webhook.received.clear()
+    clean, clean_bodies = twin(flow_env, webhook, tmp_path / "clean.db", (SCAN_AT, SCAN_NEXT))
+    assert len(clean_bodies) >= 3 and all(n["status"] == "sent" for n in clean)
 
     flow_env.setenv("CONSENT_DATABASE_URL", sqlite_url)
+    asyncio.run(connection_expiry_scan(now=SCAN_BEFORE))
+    before = outbox(make_engine(sqlite_url))
+    webhook.received.clear()
     set_faults(fresh_sandbox, latency_ms=50)  # the reads take a moment too
     env = cli_env()
     rng = random.Random(f"scan-crash-{trial}")
-    k = rng.randint(0, len(clean))
+    k = rng.randint(0, len(clean_bodies))
     # k = 0: a moment in start-up, the reads or the snapshot; else at the k-th notice: before the receiver
     # answers it (sent, unconfirmed) or a few ms after (sends are ~1 ms apart, marks every second)
     delay = rng.uniform(1.5, 6.0) if k == 0 else max(0.0, rng.uniform(-0.01, 0.02))
@@ -108,17 +126,15 @@ def test_scan_killed_at_a_random_point_the_next_run_sends_each_notice_once(
     engine = make_engine(sqlite_url)
     unconfirmed = {n["key"] for n in outbox(engine) if n["status"] == "sending"}
     print(f"trial {trial}: {'killed' if killed else 'not killed (ended first)'} at notice {k} + {delay:.3f} s, "
-          f"{len(webhook.received)} of {len(clean)} sent, {len(unconfirmed)} unconfirmed")
+          f"{len(webhook.received)} of {len(clean_bodies)} sent, {len(unconfirmed)} unconfirmed")
 
-    if not outbox(engine):
-        # killed before it queued anything: the next run is the first to plan, at SCAN_NEXT, and a connection
-        # that expired in between gets its expiry notice, not the warning it no longer needs
-        flow_env.setenv("CONSENT_DATABASE_URL", next_url := f"sqlite:///{tmp_path / 'clean-next.db'}")
-        upgrade(next_url)
-        asyncio.run(connection_expiry_scan(now=SCAN_NEXT))
-        clean = outbox(make_engine(next_url))
-        clean_bodies = {r["key"]: r["body"] for r in webhook.received if r["key"] in {n["key"] for n in clean}}
-        webhook.received.clear()
+    if outbox(engine) == before:
+        # killed before it queued anything: the next run is the first to plan since the earlier scan, at
+        # SCAN_NEXT, and a connection that expired in between gets its expiry notice, not the warning it no
+        # longer needs
+        received = list(webhook.received)
+        clean, clean_bodies = twin(flow_env, webhook, tmp_path / "clean-next.db", (SCAN_NEXT,))
+        webhook.received[:] = received
         flow_env.setenv("CONSENT_DATABASE_URL", sqlite_url)
 
     run_to_end([CONSENT, "run", "expiry-scan", "--now", iso(SCAN_NEXT), "--json"], env)
