@@ -12,9 +12,11 @@ disconnected from a bank, some revoked (and a few granted again); `--rows` pulls
 most of a type some product reads, the rest of any type; sync settings of 12 types per company.
 
 Timed, each the best of `--repeat` runs, on those frames (functions of `consent_lifecycle.reconcile`):
-entitlement_intervals, covered (the pull-to-interval join alone), unconsented_pulls, expired_since(classify)
-+ pulls_on_expired_connections, usable_entitlements(replay), missing_pulls, unconsented_sync_settings; their
-sum is "entitlements + diff"; `reconcile()` end to end on the same frames is shown too. Then the naive
+entitlement_intervals, covered (the pull-to-interval join alone), unconsented_pulls (given `covered`'s answer,
+as `reconcile()` gives it), expired_since(classify) + pulls_on_expired_connections, entitlements_at(intervals)
+(the entitlements now, read off the intervals, as `reconcile()` computes them; it used to replay the ledger),
+missing_pulls, unconsented_sync_settings; their sum is "entitlements + diff"; `reconcile()` end to end on the
+same frames is shown too. Then the naive
 loop written here: for each pull, replay its company's events up to the pull's `requested` time in plain
 Python and decide whether some active consent covered its (connection, data type). It runs on a sample
 first; when the whole run would take longer than `--naive-budget` seconds, the whole is extrapolated
@@ -53,7 +55,6 @@ from consent_lifecycle.catalog import Catalog, load_catalog
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
 from consent_lifecycle.expiry import INPUT_COLUMNS, classify
 from consent_lifecycle.ledger.replay import events_frame, replay
-from consent_lifecycle.ledger.views import usable_entitlements
 from consent_lifecycle.reconcile import Observed, reconcile
 from consent_lifecycle.reconcile.diff import (
     PULL_COLUMNS,
@@ -65,7 +66,7 @@ from consent_lifecycle.reconcile.diff import (
     unconsented_pulls,
     unconsented_sync_settings,
 )
-from consent_lifecycle.reconcile.intervals import covered, entitlement_intervals
+from consent_lifecycle.reconcile.intervals import covered, entitlement_intervals, entitlements_at
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 NOW = pd.Timestamp("2026-11-01T12:00:00Z")
@@ -74,6 +75,8 @@ SETTINGS_PER_COMPANY = 12
 TARGET_SECONDS = 2.0
 TARGET_RATIO = 30.0
 PULL_KEYS = ["company_id", "connection_id", "data_type"]
+#: the step computing the entitlements now (as `reconcile()` does: from the intervals)
+ENTITLED = "entitlements_at(intervals)"
 
 
 # -- synthetic frames ----------------------------------------------------------------------------
@@ -314,23 +317,26 @@ def vectorized_steps(world: World, catalog: Catalog) -> list[tuple[str, Callable
                 pulls, out["entitlement_intervals"], at="requested", on=PULL_KEYS, fact_id="id"
             ),
         ),
-        ("unconsented_pulls", lambda out: unconsented_pulls(pulls, out["entitlement_intervals"])),
+        (
+            "unconsented_pulls",
+            lambda out: unconsented_pulls(pulls, out["entitlement_intervals"], out["covered"]),
+        ),
         ("expired_since(classify)", expired),
         (
             "pulls_on_expired_connections",
             lambda out: pulls_on_expired_connections(pulls, out["expired_since(classify)"]),
         ),
         (
-            "usable_entitlements(replay)",
-            lambda out: usable_entitlements(replay(events, now), connections, catalog, now),
+            ENTITLED,
+            lambda out: entitlements_at(out["entitlement_intervals"], connections, catalog, now),
         ),
         (
             "missing_pulls",
-            lambda out: missing_pulls(out["usable_entitlements(replay)"], consented(out), catalog, now),
+            lambda out: missing_pulls(out[ENTITLED], consented(out), catalog, now),
         ),
         (
             "unconsented_sync_settings",
-            lambda out: unconsented_sync_settings(world.settings, out["usable_entitlements(replay)"], now),
+            lambda out: unconsented_sync_settings(world.settings, out[ENTITLED], now),
         ),
         ("reconcile() end to end", lambda out: reconcile(_observed(world), catalog, now)),
     ]
@@ -363,7 +369,7 @@ def run_vectorized(world: World, catalog: Catalog, repeat: int) -> Vectorized:
         "covered_pulls": int(out["covered"].sum()),
         "unconsented_pulls": len(out["unconsented_pulls"]),
         "pulls_on_expired_connections": len(out["pulls_on_expired_connections"]),
-        "entitlements": len(out["usable_entitlements(replay)"]),
+        "entitlements": len(out[ENTITLED]),
         "missing_pulls": len(out["missing_pulls"]),
         "unconsented_sync_settings": len(out["unconsented_sync_settings"]),
         "reconcile_findings": len(out["reconcile() end to end"].findings),

@@ -77,3 +77,87 @@ def test_covered_is_one_join_over_many_facts():
     assert dict(zip(pulls["id"], result, strict=True)) == {
         "before": False, "during": True, "at-revocation": False, "after": False, "other-type": False,
     }
+
+
+SNAPSHOT = CONNECTIONS.assign(
+    company_id="co",
+    status=["Linked", "Linked", "Deauthorized"],
+    jurisdiction="uk",
+    created_at=pd.Timestamp(T0),
+    last_sync_at=pd.Timestamp(T0),
+    last_authorized_at=pd.Timestamp(T0),
+    last_reconfirmed_at=pd.NaT,
+    deleted_at=pd.NaT,
+)
+SNAPSHOT["last_reconfirmed_at"] = pd.to_datetime(SNAPSHOT["last_reconfirmed_at"], utc=True)
+SNAPSHOT["deleted_at"] = pd.to_datetime(SNAPSHOT["deleted_at"], utc=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(event, min_size=1, max_size=12))
+def test_entitlements_at_equal_usable_entitlements_of_replay(stream):
+    """What reconcile() reads off the intervals is what replaying the ledger up to `now` entitles."""
+    from consent_lifecycle.catalog import load_catalog
+    from consent_lifecycle.ledger.views import usable_entitlements
+    from consent_lifecycle.reconcile.intervals import entitlements_at
+
+    catalog = load_catalog()
+    events = frame(stream)
+    intervals = entitlement_intervals(events, SNAPSHOT)
+    for moment in sorted(set(events["at"])) + [events["at"].max() + pd.Timedelta(hours=1)]:
+        now = moment.to_pydatetime()
+        expected = usable_entitlements(replay(events, now), SNAPSHOT, catalog, now)
+        got = entitlements_at(intervals, SNAPSHOT, catalog, now)
+        if expected.empty:
+            assert got.empty
+        else:
+            pd.testing.assert_frame_equal(got, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from(["x", "y"])), min_size=1, max_size=8),
+    st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]), st.sampled_from(["x", "y", "z"])), max_size=8),
+)
+def test_key_codes_are_equal_exactly_for_equal_keys(table_rows, fact_rows):
+    from consent_lifecycle.reconcile.intervals import key_codes
+
+    table = pd.DataFrame(table_rows, columns=["k1", "k2"])
+    facts = pd.DataFrame(fact_rows, columns=["k1", "k2"])
+    fact_codes, table_codes = key_codes(facts, table, ["k1", "k2"])
+    rows = [*table.itertuples(index=False), *facts.itertuples(index=False)]
+    codes = [*table_codes, *fact_codes]
+    for row, code in zip(rows, codes, strict=True):
+        assert (code == -1) == any(pd.isna(v) for v in row)
+    for left, left_code in zip(rows, codes, strict=True):
+        for right, right_code in zip(rows, codes, strict=True):
+            if left_code >= 0 and right_code >= 0:
+                assert (left_code == right_code) == (tuple(left) == tuple(right))
+
+
+def test_covered_finds_overlapping_intervals_of_one_key():
+    """Two products' intervals on one key overlap: a fact inside the longer one is covered even when a
+    later-starting, already-ended interval is the last to start before it."""
+    intervals = pd.DataFrame({
+        "company_id": "co", "connection_id": "acct", "data_type": "invoices", "product": ["p1", "p2"],
+        "start": pd.to_datetime([T0, T0 + timedelta(hours=2)], utc=True),
+        "end": pd.to_datetime([None, T0 + timedelta(hours=3)], utc=True),
+    })
+    pulls = pd.DataFrame({
+        "id": ["a", "b", "c"], "company_id": "co", "connection_id": "acct", "data_type": "invoices",
+        "requested": pd.to_datetime([T0 - timedelta(hours=1), T0 + timedelta(hours=5), T0 + timedelta(hours=2)], utc=True),
+    })
+    result = covered(pulls, intervals, at="requested", on=["company_id", "connection_id", "data_type"], fact_id="id")
+    assert result.tolist() == [False, True, True]
+
+
+def test_finding_detail_times_are_isoformat_per_value():
+    from consent_lifecycle.reconcile.diff import _plain_values
+
+    times = pd.Series(pd.to_datetime(
+        ["2026-05-05T09:11:17.375680594Z", "2026-05-05T09:11:17.375680Z", "2026-05-05T09:11:17Z",
+         "1960-01-01T00:00:00.5Z", None], utc=True, format="ISO8601"))
+    got = _plain_values(times)
+    assert got[:4] == [t.isoformat().replace("+00:00", "Z") for t in times[:4]]
+    assert pd.isna(got[4]) and isinstance(got[4], float)
+    assert _plain_values(pd.Series(pd.to_datetime([None, None], utc=True))) == [None, None]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from consent_lifecycle.catalog import Catalog
@@ -76,21 +77,61 @@ def usable_entitlements(
     """Union over active consents of their (connection, data type) pairs, on connections that are Linked
     and not deleted in the snapshot and, when `at` is given, not expired at `at`: joins and one group-by."""
     active = state.consents[state.consents["status"] == "active"][["consent_id", "company_id", "product"]]
+    connections = state.connections.merge(active, on="consent_id")
+    pairs = scope_pairs(state.data_types, connections, usable_connections(snapshot, catalog, at))
+    return entitlements_of(pairs)
+
+
+def usable_connections(
+    snapshot: pd.DataFrame, catalog: Catalog | None = None, at: datetime | None = None
+) -> pd.DataFrame:
+    """The snapshot's connections that are Linked and not deleted and, when `at` (and `catalog`) is given,
+    not expired at `at`."""
     usable = snapshot[(snapshot["status"] == "Linked") & snapshot["deleted_at"].isna()]
     if at is not None and catalog is not None and not usable.empty:
         classes = classify(usable[INPUT_COLUMNS], catalog, at)
         usable = usable[usable["id"].isin(classes.loc[classes["expiry_class"] != "expired", "id"])]
-    connections = state.connections.merge(active, on="consent_id")
-    pairs = scope_pairs(state.data_types, connections, usable)
+    return usable
+
+
+def entitlements_of(pairs: pd.DataFrame) -> pd.DataFrame:
+    """ENTITLEMENT_COLUMNS from (company_id, connection_id, data_type, product) pairs: one row per
+    (company, connection, data type), sorted, with the sorted tuple of its distinct products.
+
+    Vectorized: the keys and products become sorted integer codes (`pd.factorize`), each key's products
+    one bit set (an OR per key, over words of 62 products), and each distinct bit set one tuple, made once.
+    """
+    keys = ENTITLEMENT_COLUMNS[:3]
+    pairs = pairs.dropna(subset=keys)
     if pairs.empty:
         return pd.DataFrame(columns=ENTITLEMENT_COLUMNS)
-    grouped = (
-        pairs.groupby(["company_id", "connection_id", "data_type"])["product"]
-        .agg(lambda s: tuple(sorted(set(s))))
-        .rename("products")
-        .reset_index()
+    coded = [pd.factorize(pairs[column], sort=True) for column in keys]
+    product, products = pd.factorize(pairs["product"], sort=True)
+    key = np.ravel_multi_index([codes for codes, _ in coded], [len(names) for _, names in coded])
+    order = np.argsort(key, kind="stable")
+    firsts = np.flatnonzero(np.diff(key[order], prepend=-1) != 0)
+    words = [
+        np.bitwise_or.reduceat(np.where(product[order] // 62 == word, 1 << (product[order] % 62), 0), firsts)
+        for word in range(max(1, -(-len(products) // 62)))
+    ]
+    sets, distinct = pd.factorize(pd.MultiIndex.from_arrays(words)) if len(words) > 1 else pd.factorize(words[0])
+    tuples = np.empty(len(distinct), dtype=object)
+    tuples[:] = [_products_of(bits, products) for bits in distinct]
+    rows = order[firsts]
+    return pd.DataFrame(
+        {
+            **{column: names.take(codes[rows]) for column, (codes, names) in zip(keys, coded, strict=True)},
+            "products": tuples[sets],
+        }
     )
-    return grouped.sort_values(ENTITLEMENT_COLUMNS[:3]).reset_index(drop=True)
+
+
+def _products_of(bits: int | tuple[int, ...], products: pd.Index) -> tuple[str, ...]:
+    """The products whose bits are set in `bits` (one int, or one per word of 62 products), sorted."""
+    words = bits if isinstance(bits, tuple) else (bits,)
+    return tuple(
+        products[word * 62 + bit] for word, value in enumerate(words) for bit in range(62) if value >> bit & 1
+    )
 
 
 def entitlement_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:

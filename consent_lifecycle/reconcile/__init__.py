@@ -9,8 +9,6 @@ import pandas as pd
 
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.expiry import INPUT_COLUMNS, classify
-from consent_lifecycle.ledger.replay import replay
-from consent_lifecycle.ledger.views import usable_entitlements
 from consent_lifecycle.reconcile.diff import (
     FINDING_COLUMNS,
     consented_pulls,
@@ -22,7 +20,7 @@ from consent_lifecycle.reconcile.diff import (
     unconsented_pulls,
     unconsented_sync_settings,
 )
-from consent_lifecycle.reconcile.intervals import entitlement_intervals
+from consent_lifecycle.reconcile.intervals import entitlement_intervals, entitlements_at
 
 __all__ = ["FINDING_COLUMNS", "Observed", "Reconciliation", "reconcile"]
 
@@ -91,7 +89,8 @@ def reconcile(
     settings = pd.DataFrame(columns=["company_id"])
     queue = pd.DataFrame(columns=["company_id", "connection_id", "data_type"])
     if present:
-        entitled = usable_entitlements(replay(observed.events, now), observed.connections, catalog, now)
+        # what replay(events, now) would entitle, read off the intervals already computed
+        entitled = entitlements_at(intervals, observed.connections, catalog, now)
         missing = missing_pulls(entitled, observed.pulls[consented], catalog, now)
         found += [unconsented_sync_settings(observed.settings, entitled, now), missing]
         kinds += ["unconsented_sync_setting", "missing_pull"]

@@ -17,12 +17,14 @@ one event, found again identically by every rerun over the same window.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from consent_lifecycle.catalog import Catalog
-from consent_lifecycle.reconcile.intervals import covered
+from consent_lifecycle.reconcile.intervals import covered, key_codes
 
 FINDING_COLUMNS = ["key", "kind", "company_id", "connection_id", "data_type", "product", "seen_at", "detail"]
 #: kinds that describe the present (resolved when absent from a later check of the company)
@@ -59,13 +61,11 @@ def unconsented_pulls(
     the caller already has it (`consented_pulls`), is that answer aligned with `pulls`."""
     ok = consented_pulls(pulls, intervals) if consented is None else consented
     found = pulls[~ok]
-    return _findings(
-        found,
-        "unconsented_pull",
-        found["id"],
-        seen_at=found["requested"],
-        detail=found[["id", "status"]].rename(columns={"id": "pull_id"}),
-    )
+    detail = [
+        {"pull_id": pull, "status": status}
+        for pull, status in zip(_plain_values(found["id"]), _plain_values(found["status"]), strict=True)
+    ]
+    return _findings(found, "unconsented_pull", [found["id"]], seen_at=found["requested"], detail=detail)
 
 
 def consented_pulls(pulls: pd.DataFrame, intervals: pd.DataFrame) -> pd.Series:
@@ -76,21 +76,28 @@ def consented_pulls(pulls: pd.DataFrame, intervals: pd.DataFrame) -> pd.Series:
 def pulls_on_expired_connections(pulls: pd.DataFrame, expired_since: pd.DataFrame) -> pd.DataFrame:
     """Pulls requested at or after their connection's consent expired (`expired_since`: connection_id,
     expired_at), except those Codat refused for authorization (an AuthError is the pull stopping)."""
-    joined = pulls.merge(expired_since[["connection_id", "expired_at"]], on="connection_id")
-    found = joined[(joined["requested"] >= joined["expired_at"]) & (joined["status"] != "AuthError")]
-    return _findings(
-        found,
-        "pull_on_expired_connection",
-        found["id"],
-        seen_at=found["requested"],
-        detail=found[["id", "status", "expired_at"]].rename(columns={"id": "pull_id"}),
-    )
+    expiry = expired_since[["connection_id", "expired_at"]]
+    if not expiry["connection_id"].is_unique or expiry["connection_id"].isna().any():
+        joined = pulls.merge(expiry, on="connection_id")
+        found = joined[(joined["requested"] >= joined["expired_at"]) & (joined["status"] != "AuthError")]
+    else:  # one expiry per connection: a look-up, not a join
+        expired_at = expiry["expired_at"].array.take(
+            pd.Index(expiry["connection_id"]).get_indexer(pulls["connection_id"]), allow_fill=True
+        )
+        late = (pulls["requested"] >= expired_at).to_numpy() & (_text(pulls["status"]) != "AuthError")
+        found = pulls[late].assign(expired_at=expired_at[late])
+    columns = (_plain_values(found["id"]), _plain_values(found["status"]), _plain_values(found["expired_at"]))
+    detail = [
+        {"pull_id": pull, "status": status, "expired_at": expired}
+        for pull, status, expired in zip(*columns, strict=True)
+    ]
+    return _findings(found, "pull_on_expired_connection", [found["id"]], seen_at=found["requested"], detail=detail)
 
 
 def reads_outside_consent(reads: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
     """Product reads its own consent did not cover at the time (connection matched when the read names one)."""
     if reads.empty:
-        return _findings(reads, "product_read_outside_consent", reads["id"], seen_at=reads["at"])
+        return _findings(reads, "product_read_outside_consent", [reads["id"]], seen_at=reads["at"])
     named = reads["connection_id"].notna()
     ok_named = covered(
         reads[named],
@@ -103,13 +110,17 @@ def reads_outside_consent(reads: pd.DataFrame, intervals: pd.DataFrame) -> pd.Da
         reads[~named], intervals, at="at", on=["company_id", "data_type", "product"], fact_id="id"
     )
     found = reads[~pd.concat([ok_named, ok_any]).reindex(reads.index).astype(bool)]
-    return _findings(found, "product_read_outside_consent", found["id"].astype(str), seen_at=found["at"])
+    return _findings(found, "product_read_outside_consent", [found["id"].astype(str)], seen_at=found["at"])
 
 
 def scheduled_types(settings: pd.DataFrame) -> pd.DataFrame:
     """(company_id, data_type) Codat is set to pull: fetched on link or on a schedule."""
-    on = settings["fetch_on_first_link"].astype(bool) | (settings["sync_schedule"].fillna(0) > 0)
-    return settings.loc[on, ["company_id", "data_type"]].drop_duplicates()
+    return settings.loc[_scheduled(settings), ["company_id", "data_type"]].drop_duplicates()
+
+
+def _scheduled(settings: pd.DataFrame) -> np.ndarray:
+    """Whether each setting makes Codat pull: fetched on link or on a schedule."""
+    return (settings["fetch_on_first_link"].astype(bool) | (settings["sync_schedule"].fillna(0) > 0)).to_numpy()
 
 
 def entitled_types(entitled: pd.DataFrame) -> pd.DataFrame:
@@ -118,11 +129,17 @@ def entitled_types(entitled: pd.DataFrame) -> pd.DataFrame:
 
 
 def unconsented_sync_settings(settings: pd.DataFrame, entitled: pd.DataFrame, now: datetime) -> pd.DataFrame:
-    extra = _anti_join(scheduled_types(settings), entitled_types(entitled), ["company_id", "data_type"])
+    """(company_id, data_type) Codat is set to pull (`scheduled_types`) that no entitlement covers: an
+    anti-join on integer codes (`key_codes`)."""
+    keys = ["company_id", "data_type"]
+    setting_keys, entitled_keys = key_codes(settings, entitled, keys)
+    rows = np.flatnonzero(_scheduled(settings))
+    rows = rows[~pd.Series(setting_keys[rows]).duplicated().to_numpy()]  # the first setting of each type
+    extra = settings.iloc[rows[~np.isin(setting_keys[rows], entitled_keys)]][keys]
     return _findings(
         extra,
         "unconsented_sync_setting",
-        extra["company_id"] + ":" + extra["data_type"],
+        [extra["company_id"], extra["data_type"]],
         seen_at=pd.Timestamp(now),
     )
 
@@ -131,19 +148,29 @@ def missing_pulls(
     entitled: pd.DataFrame, pulls: pd.DataFrame, catalog: Catalog, now: datetime
 ) -> pd.DataFrame:
     """Entitled (connection, data type) never pulled successfully, or not within the catalog's freshness;
-    not when a pull is in flight, nor when the platform does not support the type (latest pull NotSupported)."""
+    not when a pull is in flight, nor when the platform does not support the type (latest pull NotSupported).
+
+    The pulls are matched to the entitled rows by integer codes (`key_codes`), and each entitled key's last
+    success and latest status are one group-by over those codes."""
     keys = ["company_id", "connection_id", "data_type"]
-    done = pulls[pulls["status"] == "Complete"].groupby(keys, as_index=False)["completed"].max()
-    latest = pulls.sort_values("requested").groupby(keys, as_index=False).last()
-    busy = latest[~latest["status"].isin(FINAL_STATUSES) | (latest["status"] == "NotSupported")][keys]
-    wanted = _anti_join(entitled[keys], busy, keys).merge(done, on=keys, how="left")
+    pull_keys, entitled_keys = key_codes(pulls, entitled, keys)
+    matched = pull_keys >= 0
+    complete = matched & (_text(pulls["status"]) == "Complete")
+    done = pd.Series(pulls["completed"].array[complete]).groupby(pull_keys[complete]).max()
+    by_time = _requested_order(pulls)
+    by_time = by_time[matched[by_time]]
+    latest = pd.Series(pulls["status"].array[by_time]).groupby(pull_keys[by_time]).last()
+    busy = latest[~latest.isin(FINAL_STATUSES) | (latest == "NotSupported")].index
+    wanted = entitled[keys].reset_index(drop=True)
+    wanted["completed"] = done.reindex(entitled_keys).array
+    wanted = wanted[~pd.Index(entitled_keys).isin(busy)]
     stale_before = pd.Timestamp(now) - timedelta(hours=catalog.freshness_hours)
     found = wanted[wanted["completed"].isna() | (wanted["completed"] < stale_before)]
-    detail = found[["completed"]].rename(columns={"completed": "last_success"})
+    detail = [{"last_success": last} for last in _plain_values(found["completed"])]
     return _findings(
         found,
         "missing_pull",
-        found["company_id"] + ":" + found["connection_id"] + ":" + found["data_type"],
+        [found["company_id"], found["connection_id"], found["data_type"]],
         seen_at=pd.Timestamp(now),
         detail=detail,
     )
@@ -186,26 +213,78 @@ def _anti_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.Dat
 def _findings(
     found: pd.DataFrame,
     kind: str,
-    subject: pd.Series,
+    subject: list[pd.Series],
     *,
     seen_at: pd.Series | pd.Timestamp,
-    detail: pd.DataFrame | None = None,
+    detail: list[dict] | None = None,
 ) -> pd.DataFrame:
+    """FINDING_COLUMNS for the `found` rows: key `{kind}:{subject parts joined by ":"}`, and `detail` (one
+    dict per row, built by the caller from `_plain_values` columns; `{}` when None)."""
     out = pd.DataFrame(index=found.index)
-    out["key"] = kind + ":" + subject.astype(str)
+    out["key"] = _finding_keys(kind, subject)
     out["kind"] = kind
     for column in ("company_id", "connection_id", "data_type", "product"):
         out[column] = found.get(column)
     out["seen_at"] = seen_at
-    out["detail"] = _detail_dicts(detail) if detail is not None and not found.empty else [{}] * len(found)
+    out["detail"] = detail if detail is not None and not found.empty else [{}] * len(found)
     return out[FINDING_COLUMNS].reset_index(drop=True)
 
 
-def _detail_dicts(detail: pd.DataFrame) -> list[dict]:
-    plain = detail.astype(object).where(detail.notna(), None)
-    for column in plain.columns:
-        if pd.api.types.is_datetime64_any_dtype(detail[column]):
-            plain[column] = [
-                None if v is None else v.isoformat().replace("+00:00", "Z") for v in plain[column]
-            ]
-    return plain.to_dict("records")
+def _finding_keys(kind: str, parts: list[pd.Series]) -> pd.Series:
+    """`{kind}:{part}:{part}...` per row (missing where a part is): each key is joined in one step
+    (`str.join` mapped over the rows, in C), not grown one `+` at a time."""
+    texts = [part.astype(str) for part in parts]
+    missing = np.zeros(len(parts[0]), dtype=bool)
+    for text in texts:
+        missing |= text.isna().to_numpy()
+    columns = [np.where(missing, "", text.to_numpy(dtype=object)) for text in texts]
+    keys = np.array(list(map(":".join, zip(itertools.repeat(kind), *columns))), dtype=object)
+    keys[missing] = np.nan
+    return pd.Series(keys, index=parts[0].index, dtype="str")
+
+
+def _text(values: pd.Series) -> np.ndarray:
+    """A text column as an object array, for comparisons without pandas' per-call missing-value passes
+    (a missing value compares unequal to any text, as in pandas)."""
+    return values.to_numpy(dtype=object)
+
+
+def _plain_values(column: pd.Series) -> list:
+    """A detail column's values as they are stored: text as is, times as ISO text ("Z" for UTC) with NaT
+    as NaN (None when every one is NaT), other missing values as None, numbers as Python numbers."""
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        missing = column.isna().to_numpy()
+        if missing.all():
+            return [None] * len(column)
+        text = _iso_text(column)
+        text[missing] = np.nan
+        return text.tolist()
+    if isinstance(column.dtype, pd.StringDtype):
+        values = column.to_numpy(dtype=object)
+        values[column.isna().to_numpy()] = None
+        return values.tolist()
+    return column.astype(object).where(column.notna(), None).tolist()
+
+
+def _iso_text(times: pd.Series) -> np.ndarray:
+    """`Timestamp.isoformat()` of each time, "+00:00" written "Z", as an object array; built a column at a
+    time for UTC and naive times (seconds, then microseconds or nanoseconds when there are any)."""
+    tz = getattr(times.dtype, "tz", None)
+    if tz is not None and str(tz) != "UTC":
+        return np.array(
+            [None if pd.isna(v) else v.isoformat().replace("+00:00", "Z") for v in times], dtype=object
+        )
+    nanos = pd.DatetimeIndex(times.array).as_unit("ns")
+    text = np.datetime_as_string(nanos.tz_localize(None).to_numpy(), unit="ns")  # ...SS.nnnnnnnnn
+    fraction = nanos.asi8 % 10**9
+    text = np.where(fraction == 0, text.astype("<U19"), np.where(fraction % 1000 == 0, text.astype("<U26"), text))
+    return (np.strings.add(text, "Z") if tz is not None else text).astype(object)
+
+
+def _requested_order(pulls: pd.DataFrame) -> np.ndarray:
+    """Positions of `pulls` in the order `pulls.sort_values("requested")` gives (the same sort of the same
+    values, so ties fall the same way; NaT last)."""
+    missing = pulls["requested"].isna().to_numpy()
+    present = np.flatnonzero(~missing)
+    times = pd.DatetimeIndex(pulls["requested"].array).tz_localize(None).to_numpy()[present]
+    return np.concatenate([present[np.argsort(times, kind="quicksort")], np.flatnonzero(missing)])
