@@ -163,8 +163,10 @@ def test_four_retention_runs_at_once_delete_each_connection_once(flow_env, fresh
     from prefect.settings import PREFECT_API_URL
 
     from consent_lifecycle.clock import iso
+    from tests.fixtures_crash import DELETE_CONNECTION
+    from tests.fixtures_crash import RETENTION_LATER as LATER
+    from tests.fixtures_crash import prepare_retention as prepare
     from tests.fixtures_sandbox import sandbox_client
-    from tests.test_retention_crashes import DELETE_CONNECTION, LATER, prepare
 
     flow_env.setenv("CONSENT_DATABASE_URL", postgres_url)
     flow_env.setenv("CONSENT_LOCAL_STORE_TABLES", json.dumps({"balanceSheet": "store_balance_sheets"}))
