@@ -26,7 +26,11 @@ from prefect.runtime import flow_run
 from consent_lifecycle.clock import iso, utcnow
 from consent_lifecycle.db.models import FINDING_KINDS
 from flows.snapshot_sync import _batches
+from flows.task_runner import task_runner
 from tasks.reconcile import fetch_codat_state, list_companies, reconcile_batch, remediate
+
+#: rows in each table artifact
+REPORT_ROWS = 1000
 
 
 def _run_name() -> str:
@@ -41,7 +45,7 @@ def _run_name() -> str:
     return name + ("-dry-run" if parameters.get("dry_run") else "")
 
 
-@flow(name="consent-reconciliation", flow_run_name=_run_name)
+@flow(name="consent-reconciliation", flow_run_name=_run_name, task_runner=task_runner())
 async def consent_reconciliation(
     company_ids: list[str] | None = None,
     window_start: datetime | None = None,
@@ -58,16 +62,43 @@ async def consent_reconciliation(
         0.0, key="reconciliation-progress", description="Batches reconciled"
     )
     results, remediations = [], []
+    # a pipeline on the task runner: the next batch's Codat state is read while this one is reconciled, and
+    # a batch is remediated at Codat while the next is read and reconciled. At most one fetch and one
+    # remediation are in flight, and a batch's frames are dropped once reported: memory stays per batch.
+    fetching = fetch_codat_state.submit(batches[0], window_start, window_end) if batches else None
+    remediating = None
     for done, batch in enumerate(batches, start=1):
-        state = await fetch_codat_state(batch, window_start, window_end)
+        state = fetching.result()
+        fetching = (
+            fetch_codat_state.submit(batches[done], window_start, window_end) if done < len(batches) else None
+        )
         result = reconcile_batch(batch, state, now, window_start, window_end, dry_run)
-        results.append(result)
+        del state
+        if remediating is not None:
+            remediations.append(remediating.result())
+            remediating = None
         if not dry_run and (not result["sync_settings"].empty or not result["queue"].empty):
-            remediations.append(await remediate(batch, result["sync_settings"], result["queue"]))
+            remediating = remediate.submit(batch, result["sync_settings"], result["queue"])
+        results.append(_reported(result))
         await update_progress_artifact(progress, 100.0 * done / len(batches))
+    if remediating is not None:
+        remediations.append(remediating.result())
     summary = _summary(results, remediations, now, window_start, window_end, dry_run)
     await _report(results, summary)
     return summary
+
+
+def _reported(result: dict[str, Any]) -> dict[str, Any]:
+    """What the summary and the report keep of a batch: its counts, findings by (kind, company), the
+    companies whose sync settings were set and at most REPORT_ROWS pulls queued (not the batch's frames)."""
+    kept = {k: v for k, v in result.items() if k not in ("findings", "sync_settings", "queue")}
+    kept["findings_by_company"] = (
+        result["findings"].groupby(["kind", "company_id"]).size().rename("findings").reset_index()
+    )
+    kept["settings_companies"] = sorted(set(result["sync_settings"]["company_id"]))
+    kept["queued"] = len(result["queue"])
+    kept["queue_rows"] = result["queue"].head(REPORT_ROWS).to_dict("records")
+    return kept
 
 
 def _summary(results, remediations, now, window_start, window_end, dry_run) -> dict[str, Any]:
@@ -80,8 +111,8 @@ def _summary(results, remediations, now, window_start, window_end, dry_run) -> d
     for key in ("companies", "gone_at_codat", "pulls_read", "new", "resolved", "deletion_items_opened"):
         summary[key] = sum(r.get(key, 0) for r in results)
     summary["findings"] = {k: sum(r["by_kind"].get(k, 0) for r in results) for k in FINDING_KINDS}
-    summary["sync_settings_to_set"] = sum(r["sync_settings"]["company_id"].nunique() for r in results)
-    summary["pulls_to_queue"] = sum(len(r["queue"]) for r in results)
+    summary["sync_settings_to_set"] = sum(len(r["settings_companies"]) for r in results)
+    summary["pulls_to_queue"] = sum(r["queued"] for r in results)
     summary["sync_settings_set"] = sum(r["sync_settings_set"] for r in remediations)
     summary["pulls_queued"] = sum(r["pulls_queued"] for r in remediations)
     return summary
@@ -89,15 +120,16 @@ def _summary(results, remediations, now, window_start, window_end, dry_run) -> d
 
 async def _report(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """What the operator sees: findings by kind and company, the remediations, and the counts."""
-    findings = [r["findings"] for r in results if not r["findings"].empty]
+    findings = [r["findings_by_company"] for r in results if not r["findings_by_company"].empty]
     table = (
-        pd.concat(findings).groupby(["kind", "company_id"]).size().rename("findings").reset_index()
+        # batches hold disjoint companies: their (kind, company) counts, sorted together, are the whole run's
+        pd.concat(findings).sort_values(["kind", "company_id"]).reset_index(drop=True)
         if findings
         else pd.DataFrame(columns=["kind", "company_id", "findings"])
     )
     await create_table_artifact(
         key="reconciliation-findings",
-        table=table.head(1000).to_dict("records"),
+        table=table.head(REPORT_ROWS).to_dict("records"),
         description=f"Findings by kind and company at {summary['as_of']}",
     )
     remediations = [
@@ -107,15 +139,15 @@ async def _report(results: list[dict[str, Any]], summary: dict[str, Any]) -> Non
             "connection_id": row["connection_id"],
         }
         for r in results
-        for row in r["queue"].to_dict("records")
-    ] + [
+        for row in r["queue_rows"]
+    ][:REPORT_ROWS] + [
         {"company_id": c, "action": "set sync settings", "connection_id": None}
         for r in results
-        for c in sorted(set(r["sync_settings"]["company_id"]))
+        for c in r["settings_companies"]
     ]
     await create_table_artifact(
         key="reconciliation-remediations",
-        table=remediations[:1000],
+        table=remediations[:REPORT_ROWS],
         description="Remediations" + (" planned (dry run)" if summary["dry_run"] else " done"),
     )
     lines = [

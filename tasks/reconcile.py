@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import httpx
@@ -143,16 +145,16 @@ async def remediate(
 ) -> dict[str, int]:
     """Set each listed company's sync settings to exactly its entitled types, and queue each missing pull
     (a pull Codat says is already in progress counts as queued: one in flight per connection and type)."""
+    # each company's rows in their order, by company id (one sort and one pass, not a frame per company)
+    rows = sync_settings.sort_values("company_id", kind="stable").to_dict("records")
+    by_company = [(c, list(group)) for c, group in groupby(rows, key=itemgetter("company_id"))]
     async with codat_client() as codat:
-        settings_done = await asyncio.gather(
-            *(_set_settings(codat, c, frame) for c, frame in sync_settings.groupby("company_id", sort=True))
-        )
+        settings_done = await asyncio.gather(*(_set_settings(codat, c, group) for c, group in by_company))
         queued = await asyncio.gather(*(_queue(codat, **row) for row in queue.to_dict("records")))
     return {"sync_settings_set": sum(settings_done), "pulls_queued": sum(queued)}
 
 
-async def _set_settings(codat: CodatClient, company_id: str, frame: pd.DataFrame) -> int:
-    rows = frame.dropna(subset=["data_type"])
+async def _set_settings(codat: CodatClient, company_id: str, rows: list[dict[str, Any]]) -> int:
     settings_list = [
         SyncSetting(
             data_type=r["data_type"],
@@ -160,7 +162,8 @@ async def _set_settings(codat: CodatClient, company_id: str, frame: pd.DataFrame
             sync_schedule=int(r["sync_schedule"]),
             sync_order=int(r["sync_order"]),
         )
-        for r in rows.to_dict("records")
+        for r in rows
+        if not pd.isna(r["data_type"])  # a company with no entitled type left has one row, without a type
     ]
     await codat.set_sync_settings(company_id, settings_list, overrides_defaults=True)
     return 1

@@ -6,6 +6,7 @@ enum value or a missing required field fails loudly instead of flowing into a de
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -15,8 +16,13 @@ from pydantic.alias_generators import to_camel
 
 from consent_lifecycle.clock import as_utc, parse_iso
 
+#: the canonical form (lower-case, hyphenated) that `str(uuid.UUID(value))` gives back unchanged
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
 
 def _uuid(value: str) -> str:
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):  # fast path: nothing to normalise
+        return value
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError):

@@ -132,3 +132,26 @@ def _sqlite_text(column: pd.Series) -> pd.Series:
     text = np.char.replace(np.datetime_as_string(naive, unit="us"), "T", " ").astype(object)
     text[times.isna().to_numpy()] = None
     return pd.Series(text, index=column.index, dtype=object)
+
+
+def bindable(db: Connection, table: Table, frame: pd.DataFrame) -> tuple[Any, list[dict[str, Any]]]:
+    """The rows of `frame` ready to execute (what `plain_rows` gives), and the table to write them through.
+
+    On SQLite that table is a lean copy of `table` (its name, the frame's columns) whose time columns are
+    plain text, and the frame's time columns are rendered to the text `UTCDateTime` stores, vectorised, as
+    `upsert_frame` does; other columns keep their types (JSON is still encoded by its type). Elsewhere it is
+    `table` itself. For statements a store module builds itself (its own ON CONFLICT clauses)."""
+    if frame.empty:
+        return table, []
+    if db.dialect.name != "sqlite":
+        return table, plain_rows(frame)
+    from consent_lifecycle.db.types import UTCDateTime
+
+    times = [name for name in frame.columns if isinstance(table.c[name].type, UTCDateTime)]
+    rendered = frame.assign(**{name: _sqlite_text(frame[name]) for name in times})
+    lean = sa_table(
+        table.name,
+        *(sa_column(name, String() if name in times else table.c[name].type) for name in frame.columns),
+        schema=table.schema,
+    )
+    return lean, plain_rows(rendered)

@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import Connection as Db
 from sqlalchemy import and_, case, select, update
 
-from consent_lifecycle.db.bulk import chunks, dialect_insert, insert_new, records, upsert
+from consent_lifecycle.db.bulk import bindable, chunks, dialect_insert, insert_new, upsert, upsert_frame
 from consent_lifecycle.db.models import (
     AccessRecord,
     Company,
@@ -91,12 +91,9 @@ def load_observed(
 
 
 def store_pulls(db: Db, pulls: pd.DataFrame, now: datetime) -> None:
-    upsert(
-        db,
-        PullRecord.__table__,
-        records(pulls.assign(seen_at=pd.Timestamp(now)), [*PULL_COLUMNS, "seen_at"]),
-        key="id",
-    )
+    """Upsert the pulls read (as last seen, at `now`), column-wise: no per-row conversion in Python."""
+    frame = pulls[PULL_COLUMNS].assign(seen_at=pd.Timestamp(now))
+    upsert_frame(db, PullRecord.__table__, frame, key="id")
 
 
 def advance_cursors(db: Db, company_ids: Sequence[str], seen_to: datetime, now: datetime) -> None:
@@ -109,30 +106,31 @@ def store_findings(
 ) -> dict[str, int]:
     """Upsert `findings`; resolve the checked companies' present-state findings not found again."""
     table = Finding.__table__
-    rows = records(findings.rename(columns={"seen_at": "last_seen_at"}))
-    existing = _existing_keys(db, [r["key"] for r in rows])
-    for row in rows:
-        row |= {"first_seen_at": row["last_seen_at"], "resolved_at": None, "occurrences": 1}
-    for chunk in chunks(rows, 500):
-        statement = dialect_insert(db, table)
-        later = statement.excluded.last_seen_at > table.c.last_seen_at
+    frame = findings.rename(columns={"seen_at": "last_seen_at"})
+    keys = set(frame["key"])
+    existing = _existing_keys(db, list(keys))
+    frame = frame.assign(first_seen_at=frame["last_seen_at"], resolved_at=None, occurrences=1)
+    target, rows = bindable(db, table, frame)
+    if rows:
+        # one statement, compiled once, executed over every row
+        statement = dialect_insert(db, target)
+        later = statement.excluded.last_seen_at > target.c.last_seen_at
         db.execute(
             statement.on_conflict_do_update(
-                index_elements=[table.c.key],
+                index_elements=[target.c.key],
                 set_={
                     "last_seen_at": case(
-                        (later, statement.excluded.last_seen_at), else_=table.c.last_seen_at
+                        (later, statement.excluded.last_seen_at), else_=target.c.last_seen_at
                     ),
-                    "occurrences": case((later, table.c.occurrences + 1), else_=table.c.occurrences),
+                    "occurrences": case((later, target.c.occurrences + 1), else_=target.c.occurrences),
                     "resolved_at": None,
                     "detail": statement.excluded.detail,
                 },
             ),
-            list(chunk),
+            rows,
         )
     resolved = 0
     state_kinds = [k for k in kinds if k in STATE_KINDS]
-    keys = {r["key"] for r in rows}
     for ids in chunks(list(company_ids), 500):
         open_state = db.execute(
             select(Finding.id, Finding.key).where(
@@ -144,30 +142,33 @@ def store_findings(
             resolved += db.execute(
                 update(Finding).where(Finding.id.in_(batch)).values(resolved_at=now)
             ).rowcount
-    return {"found": len(rows), "new": len(keys - existing), "resolved": resolved}
+    return {"found": len(frame), "new": len(keys - existing), "resolved": resolved}
 
 
 def open_deletions(db: Db, deletions: pd.DataFrame, now: datetime) -> int:
     """A deletion item (local store, due now) per pull completed without consent; returns how many were new."""
     if deletions.empty:
         return 0
-    rows = [
+    known = set(_ids(db, Connection, set(deletions["connection_id"])))
+    kept = deletions[deletions["connection_id"].isin(known)]
+    if kept.empty:
+        return 0
+    frame = pd.DataFrame(
         {
-            "key": f"local_store:unconsented_pull:{d['pull_id']}",
-            "company_id": d["company_id"],
-            "connection_id": d["connection_id"],
-            "data_type": d["data_type"],
+            "key": "local_store:unconsented_pull:" + kept["pull_id"].astype(str),
+            "company_id": kept["company_id"],
+            "connection_id": kept["connection_id"],
+            "data_type": kept["data_type"],
             "scope": "local_store",
             "reason": "unconsented_pull",
-            "due_at": now,
+            "due_at": pd.Timestamp(now),
             "status": "planned",
-            "created_at": now,
-            "updated_at": now,
+            "created_at": pd.Timestamp(now),
+            "updated_at": pd.Timestamp(now),
         }
-        for d in records(deletions)
-    ]
-    known = set(_ids(db, Connection, {r["connection_id"] for r in rows}))
-    return insert_new(db, DeletionItem.__table__, [r for r in rows if r["connection_id"] in known], key="key")
+    )
+    target, rows = bindable(db, DeletionItem.__table__, frame)
+    return insert_new(db, target, rows, key="key")
 
 
 def list_findings(
