@@ -218,16 +218,23 @@ class SandboxAdmin:
 
 
 @contextmanager
-def sandbox(setup: SizeSetup, port: int) -> Iterator[SandboxAdmin]:
-    """`consent sandbox serve` with `setup.companies` companies, clock frozen, limits out of the way."""
+def sandbox(
+    setup: SizeSetup,
+    port: int,
+    *,
+    rate_limit_per_minute: int = UNTHROTTLED_PER_MINUTE,
+    concurrent_per_company: int = UNTHROTTLED_PER_COMPANY,
+) -> Iterator[SandboxAdmin]:
+    """`consent sandbox serve` with `setup.companies` companies, clock frozen, limits out of the way (or
+    as given: `benchmarks.rate_limit_bench` sets a low per-minute limit)."""
     options = {
         "--host": "127.0.0.1",
         "--port": port,
         "--companies": setup.companies,
         "--seed": setup.seed,
         "--now": SANDBOX_NOW,
-        "--rate-limit-per-minute": UNTHROTTLED_PER_MINUTE,
-        "--concurrent-per-company": UNTHROTTLED_PER_COMPANY,
+        "--rate-limit-per-minute": rate_limit_per_minute,
+        "--concurrent-per-company": concurrent_per_company,
     }
     command = [
         str(BIN / "consent"),

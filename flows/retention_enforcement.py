@@ -19,8 +19,14 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
 from consent_lifecycle.clock import iso, utcnow
-from flows.snapshot_sync import _batches
-from tasks.retention import KILL_SWITCH, deletions_enabled, due_items, execute_items, plan_deletions
+from tasks.retention import (
+    KILL_SWITCH,
+    count_due,
+    deletions_enabled,
+    due_batch,
+    execute_items,
+    plan_deletions,
+)
 
 
 def _run_name() -> str:
@@ -40,38 +46,40 @@ async def retention_enforcement(
 ):
     now = now or utcnow()
     planned = plan_deletions(now, company_ids)
-    due = due_items(now, company_ids)
+    due = count_due(now, company_ids)  # a count (and the highest id), never the ids themselves
     summary: dict[str, Any] = {
         "as_of": iso(now),
         "dry_run": dry_run,
         "planned_new": planned["planned_new"],
         "cancelled": planned["cancelled"],
         "held": planned["held"],
-        "due": len(due),
+        "due": due["count"],
     }
     outcomes: list[dict[str, Any]] = []
     if dry_run:
-        state = Completed(message=f"dry run: {len(due)} due, nothing deleted", name="Dry run")
-    elif not due:
+        state = Completed(message=f"dry run: {due['count']} due, nothing deleted", name="Dry run")
+    elif not due["count"]:
         state = Completed(message="no deletion item is due", name="Nothing due")
     elif not await deletions_enabled():
         state = Completed(
-            message=f"{KILL_SWITCH} is off: {len(due)} due, nothing deleted", name="Deletions disabled"
+            message=f"{KILL_SWITCH} is off: {due['count']} due, nothing deleted", name="Deletions disabled"
         )
-    elif len(due) > max_deletions:
+    elif due["count"] > max_deletions:
         state = Failed(
-            message=f"{len(due)} deletions due exceed max_deletions={max_deletions}: nothing deleted; "
+            message=f"{due['count']} deletions due exceed max_deletions={max_deletions}: nothing deleted; "
             "check the plan, then rerun with a higher max_deletions"
         )
     else:
-        for batch in _batches(due, batch_size):
-            outcomes += await execute_items(batch, now)
+        after = None  # keyset paging over (due_at, id): each task gets at most `batch_size` ids
+        while batch := due_batch(now, company_ids, batch_size, due["max_id"], after):
+            outcomes += await execute_items([item_id for item_id, _ in batch], now)
+            after = batch[-1][::-1]
         state = None
     for status in ("done", "cancelled", "held", "failed", "retrying", "skipped"):
         summary[f"executed_{status}" if status == "done" else status + "_at_execution"] = sum(
             o["status"] == status for o in outcomes
         )
-    await _report(planned, due, outcomes, summary)
+    await _report(planned, due["count"], outcomes, summary)
     if state is None:
         failed = [o for o in outcomes if o["status"] in ("failed", "retrying")]
         state = (
@@ -83,14 +91,12 @@ async def retention_enforcement(
     return state
 
 
-async def _report(
-    planned: dict[str, Any], due: list[int], outcomes: list[dict[str, Any]], summary: dict
-) -> None:
+async def _report(planned: dict[str, Any], due: int, outcomes: list[dict[str, Any]], summary: dict) -> None:
     executed = [o for o in outcomes if o["status"] == "done"]
     await create_table_artifact(
         key="retention-planned",
         table=_plain(planned["planned_items"]) or [{"id": None, "due_at": None}],
-        description=f"Deletion items planned (soonest due first; {len(due)} due at {summary['as_of']})",
+        description=f"Deletion items planned (soonest due first; {due} due at {summary['as_of']})",
     )
     await create_table_artifact(
         key="retention-executed",
@@ -119,7 +125,7 @@ async def _report(
     lines += ["| | items |", "|---|---|"] + [
         f"| {k} | {v} |" for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)
     ]
-    lines += ["", f"Due: {len(due)}"]
+    lines += ["", f"Due: {due}"]
     await create_markdown_artifact(key="retention-summary", markdown="\n".join(lines))
 
 

@@ -33,8 +33,22 @@ def plan_deletions(now: datetime, company_ids: list[str] | None) -> dict[str, An
 
 
 @task(cache_policy=NO_CACHE)
-def due_items(now: datetime, company_ids: list[str] | None) -> list[int]:
-    return store.due_items(engine(), now, company_ids=company_ids)
+def count_due(now: datetime, company_ids: list[str] | None) -> dict[str, Any]:
+    """How many planned items are due at `now` and the highest id among them (`store.Due`): a count, not
+    the ids (there can be hundreds of thousands)."""
+    return store.count_due(engine(), now, company_ids).as_dict()
+
+
+@task(cache_policy=NO_CACHE)
+def due_batch(
+    now: datetime,
+    company_ids: list[str] | None,
+    limit: int,
+    max_id: int | None,
+    after: tuple[datetime, int] | None = None,
+) -> list[tuple[int, datetime]]:
+    """The next `limit` due items (id, due_at) after `after`, of those `count_due` counted."""
+    return store.due_batch(engine(), now, limit=limit, max_id=max_id, after=after, company_ids=company_ids)
 
 
 @task(cache_policy=NO_CACHE)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection as Db
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.db.bulk import chunks, insert_new, records
@@ -26,11 +26,13 @@ from consent_lifecycle.db.models import Connection, DeletionItem, DeletionReceip
 from consent_lifecycle.ledger import Ledger
 from consent_lifecycle.ledger.ledger import load_events
 from consent_lifecycle.reconcile.intervals import entitlement_intervals
-from consent_lifecycle.retention.plan import cancelled, held, plan_deletions
+from consent_lifecycle.retention.plan import PLANNER_REASON_PREFIX, cancelled, held, plan_deletions
 from consent_lifecycle.retention.purge import Purger
 
 MAX_ATTEMPTS = 5
 OPEN = ("planned", "held")
+#: rows of each item list `plan` returns (the run's artifacts show at most this many)
+ARTIFACT_ROWS = 1000
 ITEM_COLUMNS = [
     "id",
     "key",
@@ -62,7 +64,13 @@ class Outcome:
 def plan(
     engine: Engine, catalog: Catalog, now: datetime, company_ids: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """Open new items, cancel those covered again, hold or release by legal holds: idempotent."""
+    """Open new items, cancel those covered again, hold or release by legal holds: idempotent.
+
+    Set-based and bounded: of the open items only those a decision is about are read (the planner's own, to
+    cancel; those of companies under a hold, or held now, to hold or release), never every open item (the
+    reconciliation's `unconsented_pull` items can be hundreds of thousands). The lists returned are at most
+    `ARTIFACT_ROWS` long each; the counts are whole.
+    """
     with engine.begin() as db:
         events = load_events(db, company_ids)
         events = events[events["at"] <= pd.Timestamp(now)]
@@ -73,20 +81,24 @@ def plan(
             for r in records(planned.drop(columns="ended_at"))
         ]
         new = insert_new(db, DeletionItem.__table__, rows, key="key")
-        items = _items(db, company_ids, OPEN)
-        gone = cancelled(items, planned)
+        gone = cancelled(_planner_items(db, company_ids), planned)
         _set_status(db, list(gone["id"]), "cancelled", now)
-        items = items[~items["id"].isin(gone["id"])]
+        # only an item of a company under an unreleased hold can be held; one held now may be released
+        items = _hold_candidates(db, company_ids)
         on_hold = held(items, _holds(db, company_ids), connections)
         _set_status(db, list(items.loc[on_hold & (items["status"] == "planned"), "id"]), "held", now)
         _set_status(db, list(items.loc[~on_hold & (items["status"] == "held"), "id"]), "planned", now)
+        soonest = _items(
+            db, company_ids, ("planned",), order=(DeletionItem.due_at, DeletionItem.id), limit=ARTIFACT_ROWS
+        )  # per chunk of company_ids: merged below
+        soonest = soonest.sort_values(["due_at", "id"], kind="stable").head(ARTIFACT_ROWS)
     return {
         "planned_new": new,
         "cancelled": len(gone),
         "held": int(on_hold.sum()),
-        "cancelled_items": records(gone[ITEM_COLUMNS]),
-        "held_items": records(items.loc[on_hold, ITEM_COLUMNS]),
-        "planned_items": records(items.loc[~on_hold, ITEM_COLUMNS].sort_values("due_at").head(1000)),
+        "cancelled_items": records(gone[ITEM_COLUMNS].head(ARTIFACT_ROWS)),
+        "held_items": records(items.loc[on_hold, ITEM_COLUMNS].head(ARTIFACT_ROWS)),
+        "planned_items": records(soonest),
     }
 
 
@@ -100,6 +112,59 @@ def due_items(
     query = query.order_by(DeletionItem.due_at, DeletionItem.id).limit(limit)
     with engine.connect() as db:
         return list(db.scalars(query))
+
+
+@dataclass(frozen=True)
+class Due:
+    """How many planned items are due at `now`, and the highest id among them (None when none): the run
+    executes those, batch by batch (`due_batch`), and no item planned after it counted them."""
+
+    count: int
+    max_id: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def count_due(engine: Engine, now: datetime, company_ids: Sequence[str] | None = None) -> Due:
+    """`Due` at `now`: one aggregate query, no ids read."""
+    query = select(func.count(), func.max(DeletionItem.id)).where(
+        DeletionItem.status == "planned", DeletionItem.due_at <= now
+    )
+    if company_ids is not None:
+        query = query.where(DeletionItem.company_id.in_(list(company_ids)))
+    with engine.connect() as db:
+        count, max_id = db.execute(query).one()
+    return Due(int(count), max_id)
+
+
+def due_batch(
+    engine: Engine,
+    now: datetime,
+    *,
+    limit: int,
+    max_id: int | None,
+    after: tuple[datetime, int] | None = None,
+    company_ids: Sequence[str] | None = None,
+) -> list[tuple[int, datetime]]:
+    """The next `limit` planned items due at `now` (id, due_at), oldest due first, strictly after the
+    (due_at, id) `after` and with an id of at most `max_id` (keyset paging: an item that failed and stays
+    planned is not taken again in the same run, and none planned since the count is taken)."""
+    if max_id is None:
+        return []
+    query = select(DeletionItem.id, DeletionItem.due_at).where(
+        DeletionItem.status == "planned", DeletionItem.due_at <= now, DeletionItem.id <= max_id
+    )
+    if after is not None:
+        due_at, item_id = after
+        query = query.where(
+            or_(DeletionItem.due_at > due_at, and_(DeletionItem.due_at == due_at, DeletionItem.id > item_id))
+        )
+    if company_ids is not None:
+        query = query.where(DeletionItem.company_id.in_(list(company_ids)))
+    query = query.order_by(DeletionItem.due_at, DeletionItem.id).limit(limit)
+    with engine.connect() as db:
+        return [(item_id, due_at) for item_id, due_at in db.execute(query).all()]
 
 
 async def execute(
@@ -230,10 +295,42 @@ def items(engine: Engine, company_id: str | None = None, status: str | None = No
     return records(frame)
 
 
-def _items(db: Db, company_ids: Sequence[str] | None, statuses: Sequence[str] | None) -> pd.DataFrame:
-    query = select(*[DeletionItem.__table__.c[c] for c in ITEM_COLUMNS]).order_by(DeletionItem.id)
+def _items(
+    db: Db,
+    company_ids: Sequence[str] | None,
+    statuses: Sequence[str] | None,
+    *,
+    order: tuple[Any, ...] = (DeletionItem.id,),
+    limit: int | None = None,
+) -> pd.DataFrame:
+    query = select(*[DeletionItem.__table__.c[c] for c in ITEM_COLUMNS]).order_by(*order).limit(limit)
     if statuses is not None:
         query = query.where(DeletionItem.status.in_(list(statuses)))
+    return _select(db, query, DeletionItem.company_id, company_ids, ITEM_COLUMNS)
+
+
+def _planner_items(db: Db, company_ids: Sequence[str] | None) -> pd.DataFrame:
+    """Open items the planner wrote (its reason prefix; exact, case-sensitive, on both dialects)."""
+    prefix = PLANNER_REASON_PREFIX
+    query = (
+        select(*[DeletionItem.__table__.c[c] for c in ITEM_COLUMNS])
+        .where(DeletionItem.status.in_(OPEN), func.substr(DeletionItem.reason, 1, len(prefix)) == prefix)
+        .order_by(DeletionItem.id)
+    )
+    return _select(db, query, DeletionItem.company_id, company_ids, ITEM_COLUMNS)
+
+
+def _hold_candidates(db: Db, company_ids: Sequence[str] | None) -> pd.DataFrame:
+    """Open items a legal hold may concern: those of a company with an unreleased hold, and those held."""
+    under_hold = select(LegalHold.company_id).where(LegalHold.released_at.is_(None))
+    query = (
+        select(*[DeletionItem.__table__.c[c] for c in ITEM_COLUMNS])
+        .where(
+            DeletionItem.status.in_(OPEN),
+            or_(DeletionItem.status == "held", DeletionItem.company_id.in_(under_hold)),
+        )
+        .order_by(DeletionItem.id)
+    )
     return _select(db, query, DeletionItem.company_id, company_ids, ITEM_COLUMNS)
 
 

@@ -83,13 +83,23 @@ def held(items: pd.DataFrame, holds: pd.DataFrame, connections: pd.DataFrame) ->
 
 
 def _uncovered(spans: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The `keys` groups no span covers at `now` (none open): when coverage ended, when the last retention
+    runs out, and the products that covered them (sorted, distinct, comma-joined). Built-in aggregations
+    over every group; the products are joined only for the uncovered groups, from distinct sorted rows."""
     grouped = spans.groupby(keys, as_index=False).agg(
-        open=("open", "any"),
-        ended_at=("end", "max"),
-        due_at=("due_at", "max"),
-        products=("product", lambda s: ",".join(sorted(set(s)))),
+        open=("open", "any"), ended_at=("end", "max"), due_at=("due_at", "max")
     )
-    return grouped[~grouped["open"]].drop(columns="open")
+    grouped = grouped[~grouped["open"]].drop(columns="open")
+    products = (
+        spans[[*keys, "product"]]
+        .merge(grouped[keys], on=keys)
+        .drop_duplicates()
+        .sort_values([*keys, "product"])
+        .groupby(keys, as_index=False)["product"]
+        .agg(",".join)
+        .rename(columns={"product": "products"})
+    )
+    return grouped.merge(products, on=keys, how="left")
 
 
 def _iso(times: pd.Series) -> pd.Series:
