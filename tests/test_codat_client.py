@@ -71,6 +71,18 @@ def test_429_waits_for_retry_after_then_succeeds(fresh_sandbox):
     assert waited >= 1.0
 
 
+def test_being_told_to_wait_is_not_a_failed_attempt(fresh_sandbox):
+    """Behind a low rate limit, calls wait out 429s (Retry-After) however many: only failures use up
+    max_attempts, so no page is lost."""
+    set_faults(fresh_sandbox, rate_429=0.5, retry_after_seconds=1, seed=3)
+    one_try = RetryPolicy(initial_delay=0.01, max_attempts=1)
+
+    companies = asyncio.run(_list_paged(fresh_sandbox, page_size=10, retry=one_try))
+
+    assert len({c.id for c in companies}) == 20
+    assert requests_seen(fresh_sandbox)["by_status"]["GET /companies"].get("429", 0) >= 1
+
+
 async def _list_paged(sandbox, page_size, **options):
     async with client_for(sandbox, page_size=page_size, **options) as codat:
         return await codat.list_companies()

@@ -72,6 +72,8 @@ class CodatClient:
         self.retry = retry or RetryPolicy()
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(max_concurrency)
+        #: monotonic time before which no request is sent: Codat answered 429 with Retry-After
+        self._resume_at = 0.0
         # what `verify=True` builds for each client (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), built once
         tls = httpx.create_ssl_context() if transport is None else True
 
@@ -132,15 +134,21 @@ class CodatClient:
         """Send one call, retrying what Codat's policy retries; return a 2xx response or raise CodatError.
 
         A non-idempotent call (POST by default) is resent only when the failure proves it was not acted on
-        (429, or no connection made); an idempotent one also after timeouts and 5xx.
+        (429, or no connection made); an idempotent one also after timeouts and 5xx. A 429 with Retry-After
+        pauses the whole client until then (every waiting call, not only this one) and does not count as a
+        failed attempt: being told to wait is not failing, so a long queue behind a low rate limit loses
+        nothing; it is bounded by the policy's `max_elapsed` alone.
         """
         method = method.upper()
         safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         started = time.monotonic()
-        attempt = 0
+        attempt = tries = 0  # failed attempts (what the policy bounds), and requests sent
         while True:
             attempt += 1
+            tries += 1
             retry_after: float | None = None
+            if (paused := self._resume_at - time.monotonic()) > 0:
+                await asyncio.sleep(paused)
             try:
                 async with self._slots:
                     http = self._free.pop()
@@ -168,9 +176,13 @@ class CodatClient:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
             wait = self.retry.wait(attempt, retry_after, self._rng)
             elapsed = time.monotonic() - started
+            told_to_wait = last_error.status_code == 429 and retry_after is not None
+            if told_to_wait:
+                self._resume_at = max(self._resume_at, time.monotonic() + wait)
+                attempt -= 1
             if attempt >= self.retry.max_attempts or elapsed + wait > self.retry.max_elapsed:
                 raise CodatError(
-                    f"gave up after {attempt} attempts: {last_error.error}",
+                    f"gave up after {tries} attempts: {last_error.error}",
                     status_code=last_error.status_code,
                     correlation_id=last_error.correlation_id,
                     method=method,
@@ -178,7 +190,7 @@ class CodatClient:
                 ) from cause
             log.warning(
                 "Codat %s %s failed (%s); retry %d in %.2fs",
-                method, path, last_error.status_code or last_error.error, attempt, wait,
+                method, path, last_error.status_code or last_error.error, tries, wait,
             )
             await asyncio.sleep(wait)
 
