@@ -51,17 +51,12 @@ def insert_new(db: Connection, table: Table, rows: list[dict[str, Any]], *, key:
 
 def records(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict[str, Any]]:
     """Rows as dicts with None for missing values and plain datetimes (what the column types expect)."""
-    subset = (frame if columns is None else frame[columns]).astype(object)
-    subset = subset.where(subset.notna(), None)
-    return [
-        {key: (value.to_pydatetime() if isinstance(value, pd.Timestamp) else value) for key, value in row.items()}
-        for row in subset.to_dict("records")
-    ]
+    return plain_rows(frame, columns)
 
 
 def plain_rows(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict[str, Any]]:
-    """What `records` returns (None for missing values, plain datetimes), built column by column: datetime
-    columns are converted as whole arrays, not value by value. For the wide bulk writes of the snapshot."""
+    """Rows as dicts (None for missing values, plain datetimes), built column by column: datetime columns
+    are converted as whole arrays, not value by value."""
     subset = frame if columns is None else frame[columns]
     names = list(subset.columns)
     if len(set(names)) != len(names):
@@ -104,20 +99,9 @@ def upsert_frame(
     every other column, bind through the table's own types."""
     if frame.empty:
         return
-    if db.dialect.name != "sqlite":
-        upsert(db, table, plain_rows(frame), key=key, keep=keep)
-        return
-    from consent_lifecycle.db.types import UTCDateTime
-
-    times = [name for name in frame.columns if isinstance(table.c[name].type, UTCDateTime)]
-    rendered = frame.assign(**{name: _sqlite_text(frame[name]) for name in times})
-    lean = sa_table(
-        table.name,
-        *(sa_column(name, String() if name in times else table.c[name].type) for name in frame.columns),
-        schema=table.schema,
-    )
+    lean, rows = bindable(db, table, frame)
     kept = {key, *keep}
-    for chunk in chunks(plain_rows(rendered)):
+    for chunk in chunks(rows):
         statement = dialect_insert(db, lean)
         updates = {name: statement.excluded[name] for name in frame.columns if name not in kept}
         db.execute(statement.on_conflict_do_update(index_elements=[key], set_=updates), chunk)
