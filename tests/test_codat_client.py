@@ -266,3 +266,51 @@ def test_backoff_grows_and_is_capped():
     waits = [policy.wait(n, None, random.Random(0)) for n in range(1, 20)]
     assert waits[:3] == [0.5, 0.75, 1.125] and max(waits) == 60
     assert policy.wait(1, 5.0, random.Random(0)) >= 5.0  # Retry-After is a floor
+
+
+# -- connections kept alive ---------------------------------------------------------------------------
+
+
+def test_client_pools_use_the_socket_polling_check(fresh_sandbox):
+    """The cheaper idle-connection check is installed on every pool (it pokes httpx's private attributes:
+    an httpx or httpcore upgrade that moves them fails here, not silently in production)."""
+    from consent_lifecycle.codat.network import SocketPollingBackend
+
+    async def run():
+        async with client_for(fresh_sandbox, max_concurrency=3) as codat:
+            backends = [http._transport._pool._network_backend for http in codat._clients]
+            await codat.get_sync_settings((await _list(fresh_sandbox))[0].id)
+        return backends
+
+    backends = asyncio.run(run())
+    assert len(backends) == 3
+    assert all(isinstance(backend, SocketPollingBackend) for backend in backends)
+
+
+def test_a_kept_alive_connection_the_server_closed_is_not_reused():
+    """A server that closes each connection after answering (without `Connection: close`): the next request
+    sees the idle socket readable (EOF), opens a new connection and succeeds, three times out of three."""
+    from consent_lifecycle.codat import network
+
+    accepted = []
+
+    async def answer_once_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    async def run():
+        server = await asyncio.start_server(answer_once_then_close, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert network.install(http) == 1
+            statuses = []
+            for _ in range(3):
+                statuses.append((await http.get("/")).status_code)
+                await asyncio.sleep(0.05)  # the server's FIN arrives while the connection is idle
+            return statuses
+
+    assert asyncio.run(run()) == [200, 200, 200]
+    assert len(accepted) == 3

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
+from consent_lifecycle.codat import network
 from consent_lifecycle.codat.auth import CodatKeyAuth
 from consent_lifecycle.codat.errors import CodatError
 from consent_lifecycle.codat.models import (
@@ -78,7 +79,7 @@ class CodatClient:
         tls = httpx.create_ssl_context() if transport is None else True
 
         def http_client(connections: int) -> httpx.AsyncClient:
-            return httpx.AsyncClient(
+            client = httpx.AsyncClient(
                 verify=tls,
                 base_url=self.base_url,
                 auth=CodatKeyAuth(api_key),
@@ -87,6 +88,8 @@ class CodatClient:
                 headers={"Accept": "application/json", "User-Agent": "consent-lifecycle"},
                 transport=transport,
             )
+            network.install(client)  # a cheaper idle-connection check (see consent_lifecycle.codat.network)
+            return client
 
         # One pool of one connection per slot, not one pool of `max_concurrency` connections: httpcore scans
         # every connection of a pool (and asks each idle socket whether it is readable) on each request's
