@@ -12,7 +12,7 @@ import platform
 import pstats
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +31,8 @@ class FlowMeasurement:
     state: str
     state_name: str
     wall_seconds: float
+    cpu_seconds: float | None  # CPU of the flow process during the call (all its threads)
+    sandbox_cpu_seconds: float | None  # CPU the sandbox process used meanwhile
     process_seconds: float  # the whole child process: interpreter, imports, the call, exit
     peak_rss_mb: float
     task_runs: int
@@ -81,6 +83,7 @@ class CycleResult:
     companies: int
     seed: int
     now: str
+    night: int = 1  # 1: the first cycle after install (nothing reconciled yet); 2, ...: the nights after
     steps: list[StepResult] = field(default_factory=list)
     consents: dict[str, Any] | None = None  # benchmarks._seed_consents' result, with sandbox_requests
     consents_after: str | None = None  # the step the ledger was seeded after
@@ -104,12 +107,15 @@ class Line:
     """One line of the cycle table (a flow, the ledger seeding, or the size's total)."""
 
     companies: int
+    night: int
     step: str
     wall: float | None
     rerun: float | None = None
     raw: float | None = None
     ratio: float | None = None
     rss: float | None = None
+    cpu: float | None = None
+    sandbox_cpu: float | None = None
     task_runs: int | None = None
     requests: int | None = None
     outcome: str = ""
@@ -123,12 +129,15 @@ def _number(value: float | None, digits: int = 0) -> str:
 
 COLUMNS: list[tuple[str, Callable[[Line], str]]] = [
     ("companies", lambda line: _number(line.companies)),
+    ("night", lambda line: _number(line.night)),
     ("step", lambda line: line.step),
     ("wall s", lambda line: _number(line.wall, 2)),
     ("rerun s", lambda line: _number(line.rerun, 2)),
     ("raw paging s", lambda line: _number(line.raw, 2)),
     ("flow/raw", lambda line: _number(line.ratio, 1)),
     ("peak RSS MB", lambda line: _number(line.rss, 1)),
+    ("CPU s", lambda line: _number(line.cpu, 1)),
+    ("sandbox CPU s", lambda line: _number(line.sandbox_cpu, 1)),
     ("task runs", lambda line: _number(line.task_runs)),
     ("requests", lambda line: _number(line.requests)),
     ("outcome", lambda line: line.outcome),
@@ -141,22 +150,31 @@ def _step_line(cycle: CycleResult, step: StepResult) -> Line:
     rerun = f"; {step.rerun.outcome}" if step.rerun else ""
     return Line(
         companies=cycle.companies,
+        night=cycle.night,
         step=step.flow,
         wall=first.wall_seconds,
         rerun=step.rerun.wall_seconds if step.rerun else None,
         raw=step.raw_seconds,
         ratio=step.ratio,
         rss=first.peak_rss_mb,
+        cpu=first.cpu_seconds,
+        sandbox_cpu=first.sandbox_cpu_seconds,
         task_runs=first.task_runs,
         requests=first.sandbox_requests,
         outcome=first.outcome + rerun,
     )
 
 
+def _total(values: Iterable[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return sum(known) if known else None
+
+
 def _consents_line(cycle: CycleResult) -> Line:
     seeded = cycle.consents or {}
     return Line(
         companies=cycle.companies,
+        night=cycle.night,
         step="(setup) record consents",
         wall=seeded.get("wall_seconds"),
         rss=seeded.get("peak_rss_mb"),
@@ -172,9 +190,12 @@ def _total_line(cycle: CycleResult) -> Line:
     firsts = [step.first for step in cycle.steps]
     return Line(
         companies=cycle.companies,
+        night=cycle.night,
         step="cycle total",
         wall=cycle.flow_seconds,
         rss=max((m.peak_rss_mb for m in firsts), default=None),
+        cpu=_total(m.cpu_seconds for m in firsts),
+        sandbox_cpu=_total(m.sandbox_cpu_seconds for m in firsts),
         task_runs=sum(m.task_runs for m in firsts),
         requests=sum(m.sandbox_requests for m in firsts),
         outcome=f"{len(firsts)} flows; {cycle.process_seconds:.1f} s with process start-up",
@@ -184,6 +205,7 @@ def _total_line(cycle: CycleResult) -> Line:
 def _setup_flow_line(cycle: CycleResult, measured: FlowMeasurement) -> Line:
     return Line(
         companies=cycle.companies,
+        night=cycle.night,
         step="(setup) snapshot by the scan",
         wall=measured.wall_seconds,
         rss=measured.peak_rss_mb,
@@ -226,10 +248,11 @@ def render_cycles(cycles: Sequence[CycleResult]) -> str:
 
 def render_task_times(cycles: Sequence[CycleResult]) -> str:
     """Where each flow's time went: Prefect task runs grouped by task (first run of each flow)."""
-    headers = ["companies", "flow", "task", "runs", "total s", "max s", "share of flow"]
+    headers = ["companies", "night", "flow", "task", "runs", "total s", "max s", "share of flow"]
     cells = [
         [
             str(cycle.companies),
+            str(cycle.night),
             step.flow,
             row["task"],
             str(row["runs"]),
@@ -290,7 +313,8 @@ def render_profiles(cycles: Sequence[CycleResult]) -> str:
             profile = step.first.profile
             if not profile:
                 continue
-            blocks.append(f"{step.flow} at {cycle.companies} companies, under cProfile ({profile['file']}):")
+            where = f"{step.flow} at {cycle.companies} companies, night {cycle.night}"
+            blocks.append(f"{where}, under cProfile ({profile['file']}):")
             for title, key in (
                 ("project function, most cumulative time", "project_by_cumulative_time"),
                 ("any function, most own time", "by_own_time"),

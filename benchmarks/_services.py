@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from benchmarks._processes import background, free_port, wait_until_ready
 
@@ -185,6 +186,7 @@ class SandboxAdmin:
     """The sandbox's admin routes (`/_sandbox/...`): its clock and its request counters."""
 
     def __init__(self, base_url: str, api_key: str) -> None:
+        self.pid: int | None = None  # the sandbox process, once started
         token = base64.b64encode(api_key.encode()).decode()
         self._http = httpx.Client(
             base_url=base_url, headers={"Authorization": f"Basic {token}"}, timeout=30.0
@@ -201,6 +203,19 @@ class SandboxAdmin:
 
     def now(self) -> str:
         return self._get("/_sandbox/clock")["now"]
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds (user + system) the sandbox process has used so far."""
+        if self.pid is None:
+            return None
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
+
+    def advance_clock(self, seconds: float) -> str:
+        """Move the sandbox's frozen clock on (pulls queued before then finish); its new `now`."""
+        response = self._http.post("/_sandbox/clock/advance", json={"seconds": seconds})
+        response.raise_for_status()
+        return self.now()
 
     def limits(self) -> dict[str, int]:
         return self._get("/_sandbox/limits")
@@ -247,6 +262,7 @@ def sandbox(
     admin = SandboxAdmin(setup.base_url, setup.api_key)
     try:
         with background(command, env, log) as process:
+            admin.pid = process.pid
             timeout = 120.0 + setup.companies / 500  # seeding grows with the size
             waited = wait_until_ready(admin.ready, process, "sandbox", log, timeout)
             say(f"  sandbox with {setup.companies} companies ready after {waited:.1f} s ({admin.limits()})")

@@ -19,6 +19,11 @@ child process (`benchmarks._flow_runner`) at the sandbox's `now`:
 3. consent-reconciliation (dry_run=False: findings stored, sync settings set and pulls queued at the sandbox);
 4. retention-enforcement as a dry run (plans deletion items; executes nothing, deletes nothing at Codat).
 
+`--nights` (default 2) runs that cycle again a day later on the sandbox clock (what was queued at Codat the
+night before has finished), against the same sandbox and database. Night 1 is the first after install: every
+company's sync settings are set and every missing pull is queued. The nights after are the steady state a
+schedule sees: the same reads, and remediation only for what changed.
+
 `--flows` picks a subset, still run in this order; a flow that needs consents gets the seeding first, and
 the seeding gets the snapshot first (an untimed scan) when the scan is not among them. Measured per flow:
 wall seconds around the flow call, peak RSS of the flow process, Prefect task runs of the flow run (read
@@ -39,7 +44,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,29 +78,32 @@ FLOW_TIMEOUT = 3600.0
 SEED_TIMEOUT = 7200.0
 DEFAULT_SEED_WORKERS = 1
 MAX_SEED_WORKERS = 16
+DEFAULT_NIGHTS = 2
+MAX_NIGHTS = 7
+NIGHT = 86_400.0  # seconds between nightly cycles
 
 
 # -- arguments -----------------------------------------------------------------------------------
 
 
-def company_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= MAX_COMPANIES:
-        raise argparse.ArgumentTypeError(f"{value} is not in the range 1..{MAX_COMPANIES}")
-    return value
+def count_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high, else a message naming the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in the range {low}..{high}")
+        return value
+
+    return parse
 
 
-def worker_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= MAX_SEED_WORKERS:
-        raise argparse.ArgumentTypeError(f"{value} is not in the range 1..{MAX_SEED_WORKERS}")
-    return value
+company_count = count_in(1, MAX_COMPANIES)
+worker_count = count_in(1, MAX_SEED_WORKERS)
+night_count = count_in(1, MAX_NIGHTS)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -120,6 +128,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="FLOW",
         help=f"flows of the cycle to run, in cycle order whatever the order given (default: all of "
         f"{', '.join(FLOWS)})",
+    )
+    parser.add_argument(
+        "--nights",
+        type=night_count,
+        default=DEFAULT_NIGHTS,
+        metavar="N",
+        help=f"cycles per size, a day apart on the sandbox clock (default: {DEFAULT_NIGHTS}): night 1 is the "
+        "first after install, when nothing was reconciled yet; the nights after are the steady state",
     )
     parser.add_argument(
         "--seed-workers",
@@ -171,6 +187,8 @@ class Cycle:
         self.args = args
         self.now = admin.now()
         self.result = CycleResult(companies=setup.companies, seed=setup.seed, now=self.now)
+        self.nights = [self.result]
+        self.seeded = False
         self.profiles = args.output / f"profiles-{setup.directory.name}" if args.profile else None
 
     @property
@@ -179,14 +197,24 @@ class Cycle:
 
     def step(self, spec: FlowSpec) -> None:
         """One flow of the cycle (after what it needs), its rerun and raw paging when the registry asks."""
-        if spec.needs_consents and self.result.consents is None:
+        if spec.needs_consents and not self.seeded:
             self.ensure_snapshot()
             self.seed_consents()
-        say(f"{spec.name} at {self.setup.companies} companies")
+        say(f"{spec.name} at {self.setup.companies} companies, night {self.result.night}")
         first = self.run_flow(spec, "first", profile=self.profiles is not None)
         rerun = self.run_flow(spec, "rerun") if spec.rerun else None
         raw = self.raw_paging(spec.raw_page_size) if spec.raw_page_size else None
         self.result.steps.append(StepResult(flow=spec.name, first=first, rerun=rerun, raw_paging=raw))
+
+    def next_night(self) -> None:
+        """A day later on the sandbox clock (what Codat queued last night has finished): the next cycle."""
+        self.now = self.admin.advance_clock(NIGHT)
+        night = self.result.night + 1
+        say(f"(setup) sandbox clock advanced a day to {self.now}: night {night}")
+        self.result = CycleResult(
+            companies=self.setup.companies, seed=self.setup.seed, now=self.now, night=night
+        )
+        self.nights.append(self.result)
 
     def ensure_snapshot(self) -> None:
         """The ledger refuses companies not in the snapshot: write it with an untimed scan if none ran."""
@@ -212,6 +240,7 @@ class Cycle:
         result = run_json(command, self.env, log, SEED_TIMEOUT, "recording consents")
         result["sandbox_requests"] = self.admin.requests()["total"]
         self.result.consents = result
+        self.seeded = True
         self.result.consents_after = self.result.steps[-1].flow if self.result.steps else None
         say(
             f"  {result['grants']} grants ({result['skipped']} refused), {result['revokes']} revoked, "
@@ -222,14 +251,17 @@ class Cycle:
         self.admin.clear_requests()
         command = [sys.executable, "-m", "benchmarks._flow_runner", spec.name, "--now", self.now]
         outcome = spec.rerun_outcome if label == "rerun" and spec.rerun_outcome else spec.outcome
-        stats = self.profiles / f"{spec.name}.prof" if profile and self.profiles else None
+        night = self.result.night
+        stats = self.profiles / f"{spec.name}-night{night}.prof" if profile and self.profiles else None
         if stats:
             stats.parent.mkdir(parents=True, exist_ok=True)
             command += ["--profile", str(stats)]
-        log = self.setup.directory / f"{spec.name}-{label}.log"
-        started = time.monotonic()
+        log = self.setup.directory / f"{spec.name}-night{night}-{label}.log"
+        started, sandbox_cpu = time.monotonic(), self.admin.cpu_seconds()
         record = run_json(command, self.env, log, FLOW_TIMEOUT, f"flow {spec.name} ({label})")
         process_seconds = time.monotonic() - started
+        if sandbox_cpu is not None:
+            sandbox_cpu = self.admin.cpu_seconds() - sandbox_cpu  # type: ignore[operator]
         counters = self.admin.requests()
         task_runs, details = task_runs_of(self.services.prefect_api, record["flow_run_id"])
         measured = FlowMeasurement(
@@ -237,6 +269,8 @@ class Cycle:
             state=record["state"],
             state_name=record["state_name"],
             wall_seconds=record["wall_seconds"],
+            cpu_seconds=record.get("cpu_seconds"),
+            sandbox_cpu_seconds=sandbox_cpu,
             process_seconds=process_seconds,
             peak_rss_mb=record["peak_rss_mb"],
             task_runs=task_runs,
@@ -254,7 +288,7 @@ class Cycle:
     def raw_paging(self, page_size: int) -> dict[str, Any]:
         self.admin.clear_requests()
         command = [sys.executable, "-m", "benchmarks._raw_paging", "--page-size", str(page_size)]
-        log = self.setup.directory / "raw-paging.log"
+        log = self.setup.directory / f"raw-paging-night{self.result.night}.log"
         result = run_json(command, self.env, log, FLOW_TIMEOUT, "raw paging")
         result["sandbox_requests"] = self.admin.requests()["total"]
         say(f"  raw paging: {result['wall_seconds']:.2f} s for {result['requests']} requests")
@@ -272,7 +306,8 @@ def not_2xx(counters: dict[str, Any]) -> int:
 
 def report(label: str, measured: FlowMeasurement, counters: dict[str, Any]) -> None:
     say(
-        f"  {label}: {measured.wall_seconds:.2f} s in the flow ({measured.process_seconds:.1f} s process), "
+        f"  {label}: {measured.wall_seconds:.2f} s in the flow ({measured.process_seconds:.1f} s process, "
+        f"CPU {measured.cpu_seconds or 0:.1f} s, sandbox CPU {measured.sandbox_cpu_seconds or 0:.1f} s), "
         f"{measured.task_runs} task runs, {measured.sandbox_requests} requests, state "
         f"{measured.state_name}: {measured.outcome}"
     )
@@ -289,8 +324,9 @@ def migrate(setup: SizeSetup, services: Services) -> None:
     )
 
 
-def measure_size(companies: int, args: argparse.Namespace, services: Services) -> CycleResult:
-    """The chosen flows of the cycle, in order, against one sandbox and one fresh database."""
+def measure_size(companies: int, args: argparse.Namespace, services: Services) -> list[CycleResult]:
+    """The chosen flows of the cycle, in order, against one sandbox and one fresh database; `--nights`
+    times, the sandbox clock a day on each time."""
     port = free_port()
     setup = SizeSetup(
         companies=companies,
@@ -303,9 +339,12 @@ def measure_size(companies: int, args: argparse.Namespace, services: Services) -
     with sandbox(setup, port) as admin:
         migrate(setup, services)
         cycle = Cycle(setup, services, admin, args)
-        for name in args.flows:
-            cycle.step(FLOWS[name])
-    return cycle.result
+        for night in range(1, args.nights + 1):
+            if night > 1:
+                cycle.next_night()
+            for name in args.flows:
+                cycle.step(FLOWS[name])
+    return cycle.nights
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -324,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="consent-bench-") as workdir,
             prefect_server(Path(workdir)) as services,
         ):
-            cycles = [measure_size(size, args, services) for size in args.companies]
+            cycles = [night for size in args.companies for night in measure_size(size, args, services)]
     except BenchError as exc:
         say(f"error: {exc}")
         return 1
