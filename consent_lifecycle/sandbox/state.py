@@ -47,13 +47,14 @@ class Sandbox:
             return False
         return hmac.compare_digest(decoded, self._key)
 
-    def match(self, scope: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-        """(`METHOD /route/template`, path params) of the API route `scope` reaches, or (None, {})."""
+    def match(self, scope: dict[str, Any]) -> tuple[str | None, dict[str, Any], Any]:
+        """(`METHOD /route/template`, path params, the route) of the API route `scope` reaches, or
+        (None, {}, None)."""
         for route in self.api_routes:
             match, child = route.matches(scope)
             if match is Match.FULL:
-                return f"{scope['method']} {route.path}", child.get("path_params", {})
-        return None, {}
+                return f"{scope['method']} {route.path}", child.get("path_params", {}), route
+        return None, {}, None
 
     def reset(self, companies: int | None = None, seed: int | None = None) -> None:
         """A new world (same clock; by default the current size and seed), no faults, fresh rate-limit
