@@ -129,7 +129,9 @@ def reconcile_batch(
         counts["by_kind"] = result.findings["kind"].value_counts().to_dict()
         if not dry_run:
             store.store_pulls(db, pulls, now)
-            counts |= store.store_findings(db, result.findings, checked, result.kinds, now)
+            counts |= store.store_findings(
+                db, result.findings, checked, result.kinds, now, refetched=set(pulls["id"])
+            )
             counts["deletion_items_opened"] = store.open_deletions(db, result.deletions, now)
             if window_start is None and window_end is None:
                 store.advance_cursors(db, checked, now, now)

@@ -8,7 +8,7 @@ read keep the time of that pull or read, so rerunning a window writes exactly wh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,8 @@ from consent_lifecycle.db.models import (
 from consent_lifecycle.ledger.ledger import load_events
 from consent_lifecycle.reconcile import Observed
 from consent_lifecycle.reconcile.diff import PULL_COLUMNS, READ_COLUMNS, SETTING_COLUMNS, STATE_KINDS
+
+UNCONSENTED_PULL = "unconsented_pull"
 
 SNAPSHOT_COLUMNS = [
     Connection.id,
@@ -102,13 +104,31 @@ def advance_cursors(db: Db, company_ids: Sequence[str], seen_to: datetime, now: 
 
 
 def store_findings(
-    db: Db, findings: pd.DataFrame, company_ids: Sequence[str], kinds: Sequence[str], now: datetime
+    db: Db,
+    findings: pd.DataFrame,
+    company_ids: Sequence[str],
+    kinds: Sequence[str],
+    now: datetime,
+    refetched: Collection[str] | None = None,
 ) -> dict[str, int]:
-    """Upsert `findings`; resolve the checked companies' present-state findings not found again."""
+    """Upsert `findings`; resolve the checked companies' present-state findings not found again.
+
+    `refetched`, when given, holds the ids of the pulls read from Codat this run. An unconsented_pull
+    finding already stored whose pull was not read again is not written again: its time is the pull's
+    `requested` and its detail the pull's id and stored status, so the upsert would change nothing. (Every
+    pull seen is judged again each run: without this, each night rewrote every such finding ever found.)"""
     table = Finding.__table__
     frame = findings.rename(columns={"seen_at": "last_seen_at"})
     keys = set(frame["key"])
     existing = _existing_keys(db, list(keys))
+    if refetched is not None and existing:
+        pull_ids = frame["key"].str.slice(len(UNCONSENTED_PULL) + 1)
+        unchanged = (
+            (frame["kind"] == UNCONSENTED_PULL).to_numpy()
+            & frame["key"].isin(existing).to_numpy()
+            & ~pull_ids.isin(refetched).to_numpy()
+        )
+        frame = frame[~unchanged]
     frame = frame.assign(first_seen_at=frame["last_seen_at"], resolved_at=None, occurrences=1)
     target, rows = bindable(db, table, frame)
     if rows:
@@ -142,7 +162,7 @@ def store_findings(
             resolved += db.execute(
                 update(Finding).where(Finding.id.in_(batch)).values(resolved_at=now)
             ).rowcount
-    return {"found": len(frame), "new": len(keys - existing), "resolved": resolved}
+    return {"found": len(findings), "new": len(keys - existing), "resolved": resolved}
 
 
 def open_deletions(db: Db, deletions: pd.DataFrame, now: datetime) -> int:
