@@ -107,3 +107,33 @@ def plan_notifications(classified: pd.DataFrame, now: datetime) -> pd.DataFrame:
     )
     planned = planned.drop(columns="expires_at").rename(columns={"expires_at_": "expires_at"})
     return planned[NOTIFICATION_COLUMNS].reset_index(drop=True)
+
+
+#: the operator's table of what needs attention: these columns, these classes, in this order
+REPORT_COLUMNS = [
+    "company_id", "connection_id", "platform_name", "source_type", "status", "expiry_class", "expires_at",
+    "threshold_days",
+]
+ATTENTION_CLASSES = ("expiring", "expired", "stale")
+REPORT_ORDER = ["expiry_class", "expires_at"]
+
+
+def class_counts(classified: pd.DataFrame) -> dict[str, int]:
+    """Connections per class (every class, zero included)."""
+    counts = classified["expiry_class"].value_counts()
+    return {name: int(counts.get(name, 0)) for name in CLASSES}
+
+
+def attention_table(classified: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """The first `limit` expiring, expired and stale connections (REPORT_COLUMNS), by class then expiry.
+
+    The sort is stable, so the first `limit` rows of the tables of consecutive parts, put together and
+    cut again by `top_attention`, are the first `limit` rows of the whole."""
+    attention = classified[classified["expiry_class"].isin(ATTENTION_CLASSES)]
+    table = attention.rename(columns={"id": "connection_id"})[REPORT_COLUMNS]
+    return top_attention(table, limit)
+
+
+def top_attention(table: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """`table`'s first `limit` rows in report order (stable: ties keep their order)."""
+    return table.sort_values(REPORT_ORDER, kind="stable").head(limit).reset_index(drop=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
@@ -57,6 +58,30 @@ def observe(companies: Iterable[Company]) -> Observation:
     )
 
 
+def observe_dicts(companies: list[dict[str, Any]]) -> Observation:
+    """`observe`, from Codat's company bodies as plain dicts (camelCase keys, times as ISO 8601 text, e.g.
+    `CodatClient.company_pages_as_dicts`): the same two frames, without building models."""
+    company_rows = [
+        (
+            c["id"], c["name"], _jurisdiction(c.get("tags") or {}), dict(c.get("tags") or {}), c["redirect"],
+            c.get("created"),
+        )
+        for c in companies
+    ]
+    connection_rows = [
+        (
+            conn["id"], c["id"], conn["sourceType"], conn["platformName"], conn.get("integrationKey"),
+            conn["status"], conn["linkUrl"], conn["created"], conn.get("lastSync"),
+        )
+        for c in companies
+        for conn in c.get("dataConnections") or ()
+    ]
+    return Observation(
+        companies=_frame(company_rows, COMPANY_COLUMNS, ["created_at"], iso_text=True),
+        connections=_frame(connection_rows, CONNECTION_COLUMNS, ["created_at", "last_sync_at"], iso_text=True),
+    )
+
+
 def merge_observation(previous: pd.DataFrame, observed: pd.DataFrame, now: datetime) -> pd.DataFrame:
     """The snapshot rows to write for `observed` connections, given their `previous` state.
 
@@ -97,8 +122,10 @@ def _jurisdiction(tags: dict[str, str]) -> str | None:
     return value.strip().lower() if value and value.strip() else None
 
 
-def _frame(rows: list[tuple], columns: list[str], times: list[str]) -> pd.DataFrame:
+def _frame(rows: list[tuple], columns: list[str], times: list[str], *, iso_text: bool = False) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=columns)
     for column in times:
-        frame[column] = pd.to_datetime(frame[column], utc=True)
+        # ISO 8601 text may mix forms (with and without fractions of a second): parsed as ISO 8601, not by
+        # the first value's format
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601" if iso_text else None)
     return frame

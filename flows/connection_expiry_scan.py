@@ -1,8 +1,9 @@
 """connection-expiry-scan: read connections from Codat, track when each consent expires, warn ahead.
 
-Pages of companies (with their connections) are fetched in batches, one task per batch of pages; each
-batch is written to the snapshot and classified in one transaction; batches run side by side on the
-configured task runner (threads, or a Dask cluster: flows/task_runner.py). Expiring and expired
+Pages of companies (with their connections) are fetched in batches, one task per batch of pages; a task
+writes each page to the snapshot (one transaction) and classifies it as it arrives, while the next pages
+download, and keeps only counts, planned notices and the head of the operator's table; batches run side
+by side on the configured task runner (threads, or a Dask cluster: flows/task_runner.py). Expiring and expired
 connections get one notification per (connection, threshold, expiry) with a re-consent link, through the
 outbox; expired connections drop out of the ledger's entitlements (it classifies at the moment asked),
 so nothing is pulled for them. `dry_run` reads Codat and reports, and writes and sends nothing.
@@ -19,11 +20,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from consent_lifecycle.clock import iso, utcnow
-from consent_lifecycle.expiry import CLASSES, plan_notifications
 from flows.snapshot_sync import _batches
 from flows.task_runner import task_runner
-from tasks.codat import count_company_pages, fetch_companies, fetch_company_pages
-from tasks.expiry import REPORT_COLUMNS, deliver_notifications, queue_notifications, scan_batch
+from tasks.codat import count_company_pages, fetch_companies
+from tasks.expiry import BatchScan, deliver_notifications, queue_notifications, scan_batch, scan_pages
 from tasks.snapshot import retire_unseen_companies
 
 
@@ -45,48 +45,53 @@ async def connection_expiry_scan(
 ) -> dict[str, Any]:
     now = now or utcnow()
     if company_ids:
-        observations = [fetch_companies.submit(batch) for batch in _batches(company_ids, 500)]
+        fetched = [fetch_companies.submit(batch) for batch in _batches(company_ids, 500)]
+        batches = [scan_batch.submit(f.result(), now, dry_run) for f in fetched]
     else:
         pages = list(range(1, await count_company_pages(page_size) + 1))
-        observations = [fetch_company_pages.submit(b, page_size) for b in _batches(pages, pages_per_task)]
+        batches = [scan_pages.submit(b, page_size, now, dry_run) for b in _batches(pages, pages_per_task)]
     # batches fetch and write side by side on the task runner (threads, or Dask: flows/task_runner.py); a
-    # batch is written once its fetch is in (a failed fetch fails the run with Codat's error, here)
-    scanned = [f.result() for f in [scan_batch.submit(o.result(), now, dry_run) for o in observations]]
-    classified = pd.concat([frame for _, frame in scanned], ignore_index=True)
-    planned = plan_notifications(classified, now)
+    # task scans each page as it arrives while the next downloads (a failed fetch fails the run with
+    # Codat's error, here)
+    scanned = BatchScan.combine([batch.result() for batch in batches])
 
-    summary: dict[str, Any] = {"as_of": iso(now), "dry_run": dry_run, "notifications_planned": len(planned)}
-    summary |= {
-        key: sum(change[key] for change, _ in scanned) for key in ("companies", "new", "changed", "vanished")
+    summary: dict[str, Any] = {
+        "as_of": iso(now), "dry_run": dry_run, "notifications_planned": len(scanned.planned),
     }
-    summary["classes"] = {name: int((classified["expiry_class"] == name).sum()) for name in CLASSES}
+    summary |= {key: scanned.change[key] for key in ("companies", "new", "changed", "vanished")}
+    summary["classes"] = scanned.classes
+    delivery = None
     if not dry_run:
-        summary["notifications_queued"] = queue_notifications(planned, now)
-        summary["delivery"] = deliver_notifications(now)
+        summary["notifications_queued"] = queue_notifications(scanned.planned, now)
+        delivery = deliver_notifications.submit(now)  # sent while the rest is recorded
+        summary["delivery"] = None  # its place in the summary; the counts once the delivery is done
         if not company_ids:
             summary["retired_companies"] = retire_unseen_companies(now)
-    await _report(classified, summary)
+    await _attention_artifact(scanned.attention, summary)
+    if delivery is not None:
+        summary["delivery"] = delivery.result()
+    await _summary_artifact(summary)
     return summary
 
 
-async def _report(classified: pd.DataFrame, summary: dict[str, Any]) -> None:
-    """What the operator sees in the Prefect UI: what is expiring, expired or stale, and the counts."""
-    attention = classified[classified["expiry_class"].isin(["expiring", "expired", "stale"])]
-    table = attention.rename(columns={"id": "connection_id"})[REPORT_COLUMNS].sort_values(
-        ["expiry_class", "expires_at"]
-    )
+async def _attention_artifact(table: pd.DataFrame, summary: dict[str, Any]) -> None:
+    """What the operator sees in the Prefect UI: what is expiring, expired or stale."""
     rows = [
         {
             key: (iso(value) if isinstance(value, pd.Timestamp) else None if pd.isna(value) else value)
             for key, value in row.items()
         }
-        for row in table.head(1000).to_dict("records")
+        for row in table.to_dict("records")
     ]
     await create_table_artifact(
         key="expiry-attention",
         table=rows,
         description=f"Expiring, expired and stale connections at {summary['as_of']}",
     )
+
+
+async def _summary_artifact(summary: dict[str, Any]) -> None:
+    """The counts of the scan, its notices and their delivery, for the operator."""
     lines = [
         f"# Connection expiry scan, {summary['as_of']}" + (" (dry run)" if summary["dry_run"] else ""),
         "",

@@ -1,63 +1,133 @@
-"""The expiry scan's I/O steps: write a batch to the snapshot (and classify it), queue and deliver notices."""
+"""The expiry scan's I/O steps: scan batches (write to the snapshot, classify, plan), queue and deliver notices."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
 
-from consent_lifecycle.catalog import load_catalog
+from consent_lifecycle.catalog import Catalog, load_catalog
 from consent_lifecycle.clock import iso
 from consent_lifecycle.db import snapshot as store
-from consent_lifecycle.expiry import classify
+from consent_lifecycle.expiry import (
+    CLASSES,
+    NOTIFICATION_COLUMNS,
+    REPORT_COLUMNS,
+    attention_table,
+    class_counts,
+    classify,
+    plan_notifications,
+    top_attention,
+)
 from consent_lifecycle.notify import outbox
 from consent_lifecycle.notify.channels import channel_from_settings
-from consent_lifecycle.snapshot import Observation
-from tasks.resources import engine, settings
+from consent_lifecycle.snapshot import Observation, observe_dicts
+from tasks.resources import codat_client, engine, settings
 
 BATCH = 500
-REPORT_COLUMNS = [
-    "company_id",
-    "connection_id",
-    "platform_name",
-    "source_type",
-    "status",
-    "expiry_class",
-    "expires_at",
-    "threshold_days",
-]
+#: rows of the operator's attention table
+REPORT_LIMIT = 1000
+CHANGE_KEYS = ("companies", "connection_count", "new", "changed", "vanished")
+
+
+@dataclass(frozen=True)
+class BatchScan:
+    """What scanning a batch hands back: counts, the notices it plans and the head of its attention table;
+    small whatever the batch (the classified connections themselves are not kept)."""
+
+    change: dict[str, int]
+    classes: dict[str, int]
+    planned: pd.DataFrame
+    attention: pd.DataFrame
+
+    @classmethod
+    def combine(cls, parts: Sequence[BatchScan]) -> BatchScan:
+        """The scans of consecutive parts, in order, as one."""
+        planned = [part.planned for part in parts if len(part.planned)]
+        attention = [part.attention for part in parts if len(part.attention)]
+        return cls(
+            change={key: sum(part.change.get(key, 0) for part in parts) for key in CHANGE_KEYS},
+            classes={name: sum(part.classes[name] for part in parts) for name in CLASSES},
+            planned=pd.concat(planned, ignore_index=True) if planned else pd.DataFrame(columns=NOTIFICATION_COLUMNS),
+            attention=(
+                top_attention(pd.concat(attention, ignore_index=True), REPORT_LIMIT)
+                if attention
+                else pd.DataFrame(columns=REPORT_COLUMNS)
+            ),
+        )
+
+
+def _scan(observation: Observation, now: datetime, dry_run: bool, catalog: Catalog) -> BatchScan:
+    """Upsert one observation (unless `dry_run`) in one transaction, classify it at `now`, plan its notices."""
+    change, scanned = store.scan_observation(engine(), observation, now, dry_run=dry_run)
+    classified = classify(scanned, catalog, now)
+    return BatchScan(
+        change=change.as_dict(),
+        classes=class_counts(classified),
+        planned=plan_notifications(classified, now),
+        attention=attention_table(classified, REPORT_LIMIT),
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def scan_batch(observation: Observation, now: datetime, dry_run: bool) -> tuple[dict[str, int], pd.DataFrame]:
-    """Upsert one batch (unless `dry_run`) in one transaction and classify its connections at `now`."""
-    change, scanned = store.scan_observation(engine(), observation, now, dry_run=dry_run)
-    return change.as_dict(), classify(scanned, load_catalog(settings().catalog), now)
+def scan_batch(observation: Observation, now: datetime, dry_run: bool) -> BatchScan:
+    """Scan one fetched batch: write it (unless `dry_run`) in one transaction, classify, plan notices."""
+    return _scan(observation, now, dry_run, load_catalog(settings().catalog))
+
+
+def _pages_run_name() -> str:
+    pages = task_run.parameters["pages"]
+    return f"scan-company-pages-{pages[0]}-{pages[-1]}"
+
+
+@task(cache_policy=NO_CACHE, task_run_name=_pages_run_name)
+async def scan_pages(pages: list[int], page_size: int, now: datetime, dry_run: bool) -> BatchScan:
+    """Fetch `pages` of companies (all in flight within the client's bound) and scan each as it arrives,
+    in a worker thread, while the others download: one transaction per page."""
+    catalog = load_catalog(settings().catalog)
+
+    scanned: dict[int, BatchScan] = {}
+    async with codat_client() as codat:
+        async for number, companies in codat.company_pages_as_dicts(pages, page_size=page_size):
+            observation = await asyncio.to_thread(observe_dicts, companies)
+            del companies  # the page's dicts: only its frames are kept while it is written
+            scanned[number] = await asyncio.to_thread(_scan, observation, now, dry_run, catalog)
+    return BatchScan.combine([scanned[number] for number in sorted(scanned)])
 
 
 @task(cache_policy=NO_CACHE)
 def queue_notifications(planned: pd.DataFrame, now: datetime) -> int:
     """Put each planned notice in the outbox once (its key is unique): returns how many were new."""
     channel = "webhook" if settings().notify_webhook_url else "file"
+    thresholds = planned["threshold_days"].astype("Int64").astype(object).where(planned["threshold_days"].notna(), None)
+    expires = planned["expires_at"].map(iso, na_action="ignore").astype(object)
+    expires = expires.where(planned["expires_at"].notna(), None)
     rows = [
         {
-            "key": row["key"],
-            "company_id": row["company_id"],
-            "connection_id": row["connection_id"],
-            "kind": row["kind"],
+            "key": key,
+            "company_id": company_id,
+            "connection_id": connection_id,
+            "kind": kind,
             "channel": channel,
             "created_at": now,
             "due_at": now,
             "payload": {
-                "threshold_days": None if pd.isna(row["threshold_days"]) else int(row["threshold_days"]),
-                "expires_at": iso(row["expires_at"]) if pd.notna(row["expires_at"]) else None,
-                "link": row["link"],
+                "threshold_days": None if threshold is None else int(threshold),
+                "expires_at": expires_at,
+                "link": link,
             },
         }
-        for row in planned.to_dict("records")
+        for key, company_id, connection_id, kind, threshold, expires_at, link in zip(
+            planned["key"], planned["company_id"], planned["connection_id"], planned["kind"], thresholds,
+            expires, planned["link"], strict=True,
+        )
     ]
     with engine().begin() as db:
         return outbox.queue(db, rows, now)

@@ -228,3 +228,29 @@ def test_bulk_written_times_are_stored_as_the_column_type_stores_them(engine):
     assert company_seen == typed[1]
     row = _rows(engine)[BANK]
     assert (row.created_at, row.first_seen_at) == (CREATED, T0 + timedelta(microseconds=7))
+
+
+def test_observing_plain_bodies_gives_the_frames_observing_models_gives():
+    """`observe_dicts` (Codat's bodies as the lean page check leaves them, or as models dump them) equals
+    `observe` of the models: ids, tags, jurisdiction, times to the microsecond, missing values."""
+    from pydantic import TypeAdapter
+
+    from consent_lifecycle.codat.models import LeanCompany
+    from consent_lifecycle.snapshot import observe_dicts
+
+    plain = {
+        "id": COMPANY, "name": "Acme Ltd", "redirect": "https://link.codat.io/x", "created": "2026-05-01T00:00:00Z",
+        "tags": {"region": " UK "}, "dataConnections": [
+            {**_connection(ACCOUNTING, "Accounting", "Linked"), "created": "2026-06-01T00:00:00.123456",
+             "lastSync": "2026-10-01T00:00:00+00:00"},
+            {**_connection(BANK, "Banking", "Deauthorized"), "created": "2026-06-01T00:00:00Z", "lastSync": None},
+        ],
+    }
+    other = {"id": ACCOUNTING.upper(), "name": "No Tags", "redirect": "https://link.codat.io/y"}  # no created
+    models = [Company.model_validate(plain), Company.model_validate(other)]
+    expected = observe(models)
+    lean = [TypeAdapter(LeanCompany).validate_python(plain)]
+    for bodies in (lean, [m.model_dump(mode="json", by_alias=True) for m in models]):
+        got = observe_dicts(bodies)
+        pd.testing.assert_frame_equal(got.companies, expected.companies.head(len(bodies)))
+        pd.testing.assert_frame_equal(got.connections, expected.connections)

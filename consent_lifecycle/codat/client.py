@@ -11,8 +11,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
@@ -28,6 +29,7 @@ from consent_lifecycle.codat.models import (
     Connection,
     DataStatus,
     ErrorMessage,
+    LeanCompanyPage,
     Page,
     PullOperation,
     SyncSetting,
@@ -41,6 +43,7 @@ M = TypeVar("M", bound=BaseModel)
 MAX_PAGE_SIZE = 5000
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _DATA_STATUSES = TypeAdapter(dict[str, DataStatus | None])
+_LEAN_COMPANY_PAGE = TypeAdapter(LeanCompanyPage)
 
 
 class CodatClient:
@@ -272,6 +275,40 @@ class CodatClient:
     ) -> Page[Company]:
         return await self.get_page("/companies", Company, page, page_size=page_size, params={"query": query})
 
+    async def company_pages_as_dicts(
+        self, numbers: Sequence[int], *, page_size: int | None = None
+    ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        """(page number, its companies) for each of `numbers`, yielded as each page arrives (not in order):
+        every page is in flight at once within the client's bound, so the caller works on one page while
+        the next downloads. Companies are plain dicts with Codat's camelCase keys, canonical ids and times
+        as ISO 8601 UTC text (what `Company` holds, without building models).
+
+        A page is parsed (in a worker thread, while other pages keep arriving) when the caller asks for
+        it, so pages waiting for the caller are held as their bodies, not as objects. Each page is checked
+        as `get_companies_page` checks it, with the same errors: pydantic-core checks the body in one pass
+        against `LeanCompanyPage`, and a body that fails that (or holds ids or times in another form) is
+        parsed as `Page[Company]`, which normalises it or says exactly what is wrong. Leaving early (or a
+        failed page) cancels the pages still in flight."""
+        size = page_size or self.page_size
+
+        async def fetch(number: int) -> tuple[int, httpx.Response]:
+            return number, await self.request("GET", "/companies", params={"page": number, "pageSize": size})
+
+        async def parse(arrived: Awaitable[tuple[int, httpx.Response]]) -> tuple[int, list[dict[str, Any]]]:
+            number, response = await arrived
+            return number, await asyncio.to_thread(_company_dicts, response, number, size)
+
+        in_flight = [asyncio.ensure_future(fetch(number)) for number in numbers]
+        try:
+            for arrived in asyncio.as_completed(in_flight):
+                # let go of fetches already handed over, so their bodies are not kept to the end
+                in_flight = [task for task in in_flight if not task.done()]
+                yield await parse(arrived)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
     async def get_company(self, company_id: str) -> Company:
         return await self._get(f"/companies/{_seg(company_id)}", Company)
 
@@ -415,6 +452,23 @@ def _parse_adapter(response: httpx.Response, adapter: TypeAdapter[Any], method: 
         return adapter.validate_python(body)
     except ValidationError as exc:
         raise _invalid(exc, response, method, path) from None
+
+
+def _company_dicts(response: httpx.Response, number: int, size: int) -> list[dict[str, Any]]:
+    """The companies of one `/companies` page as dicts (see `CodatClient.company_pages_as_dicts`)."""
+    try:
+        body = _LEAN_COMPANY_PAGE.validate_json(response.content)
+    except ValidationError:  # not JSON, not valid, or ids/times to normalise: the models say which
+        page = _parse(response, Page[Company], "GET", "/companies")
+        _check_page(page, number, size, "GET", "/companies")
+        return [company.model_dump(mode="json", by_alias=True) for company in page.results]
+    results = body.get("results", [])
+    counts = SimpleNamespace(
+        page_number=body["pageNumber"], page_size=body["pageSize"], total_results=body["totalResults"],
+        results=results,
+    )
+    _check_page(counts, number, size, "GET", "/companies")  # type: ignore[arg-type]
+    return results
 
 
 def _check_page(page: Page[Any], number: int, size: int, method: str, path: str) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, NotRequired, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
+from typing_extensions import TypedDict
 
 from consent_lifecycle.clock import as_utc, parse_iso
 
@@ -179,3 +180,73 @@ class ErrorMessage(CodatModel):
     correlation_id: str | None = None
     can_be_retried: str | None = None
     detailed_error_code: int | None = None
+
+
+# -- lean page bodies --------------------------------------------------------------------------------
+# The same rules as `Page[Company]`, checked in one pass by pydantic-core with no Python callback: the
+# result is the body's own dicts (camelCase keys), not models. Ids must already be canonical uuids and
+# times plain ISO 8601 UTC text (`Z`, `+00:00` or no zone); a body that is anything else (or invalid) is
+# left to `Page[Company]`, which normalises it or says exactly what is wrong.
+
+_CanonicalUuid = Annotated[str, StringConstraints(pattern=f"^{_CANONICAL_UUID.pattern}$")]
+_UtcText = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|\+00:00)?$")]
+
+
+class _LeanConnectionError(TypedDict, total=False):
+    statusCode: str | None
+    statusText: str | None
+    errorMessage: str | None
+    erroredOnUtc: _UtcText | None
+    status: Literal["Active", "Resolved"] | None
+    resolvedOnUtc: _UtcText | None
+
+
+class LeanConnection(TypedDict):
+    id: _CanonicalUuid
+    integrationId: _CanonicalUuid
+    integrationKey: NotRequired[str | None]
+    sourceId: _CanonicalUuid
+    platformName: str
+    linkUrl: str
+    status: ConnectionStatus
+    created: _UtcText
+    lastSync: NotRequired[_UtcText | None]
+    sourceType: SourceType
+    dataConnectionErrors: NotRequired[list[_LeanConnectionError] | None]
+    connectionInfo: NotRequired[dict[str, Any] | None]
+
+
+class LeanCompany(TypedDict):
+    id: _CanonicalUuid
+    name: str
+    description: NotRequired[str | None]
+    redirect: str
+    lastSync: NotRequired[_UtcText | None]
+    created: NotRequired[_UtcText | None]
+    createdByUserName: NotRequired[str | None]
+    products: NotRequired[list[str]]
+    tags: NotRequired[dict[str, str]]
+    dataConnections: NotRequired[list[LeanConnection]]
+
+
+class _LeanLink(TypedDict):
+    href: str
+
+
+class _LeanLinks(TypedDict):
+    self: _LeanLink
+    current: _LeanLink
+    next: NotRequired[_LeanLink | None]
+    previous: NotRequired[_LeanLink | None]
+
+
+LeanCompanyPage = TypedDict(
+    "LeanCompanyPage",
+    {
+        "results": NotRequired[list[LeanCompany]],
+        "pageNumber": Annotated[int, Field(ge=1)],
+        "pageSize": Annotated[int, Field(ge=1)],
+        "totalResults": Annotated[int, Field(ge=0)],
+        "_links": _LeanLinks,
+    },
+)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, BinaryIO, Protocol, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -157,18 +157,24 @@ def _retry_after(response: httpx.Response) -> float:
 
 
 class FileChannel:
-    """Append one JSON line per notification: the default where no webhook is configured."""
+    """Append one JSON line per notification: the default where no webhook is configured.
+
+    The file is opened on the first send and kept open until `close`; each line is flushed to the file
+    before `send` returns, as closing it after each line did."""
 
     name = "file"
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._file: BinaryIO | None = None
 
     def __repr__(self) -> str:
         return f"FileChannel(path={str(self.path)!r})"
 
     def close(self) -> None:
-        """Nothing to release (each send opens and closes the file); here so every channel is a context."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> Self:
         return self
@@ -178,11 +184,23 @@ class FileChannel:
 
     def send(self, notification: dict[str, Any]) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab") as file:
-                file.write(encode(notification) + b"\n")
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("ab")
+            self._file.write(encode(notification) + b"\n")
+            self._file.flush()
         except OSError as exc:
+            self._drop_file()
             raise DeliveryError(f"cannot append to {self.path}: {exc.strerror or type(exc).__name__}") from None
+
+    def _drop_file(self) -> None:
+        """After a failed write: let go of the file (the next send opens it again)."""
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass
 
 
 def channel_from_settings(settings: Any) -> WebhookChannel | FileChannel:
