@@ -16,6 +16,7 @@ import asyncio
 import cProfile
 import inspect
 import json
+import os
 import resource
 import sys
 import time
@@ -31,6 +32,13 @@ def peak_rss_mb() -> float:
     """This process's peak resident set size in MB (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def cpu_seconds() -> float:
+    """CPU used so far by every thread of this process (the flow, its tasks, Prefect's own) and by its
+    children that have ended (a process pool's workers, once the flow run shut the pool down)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def call_flow(flow: Any, parameters: dict[str, Any], profile: Path | None = None) -> tuple[Any, float]:
@@ -61,9 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     spec = FLOWS[args.flow]
     flow = spec.load()
-    cpu = time.process_time()
+    cpu = cpu_seconds()
     state, wall = call_flow(flow, spec.parameters(args.now), args.profile)
-    cpu = time.process_time() - cpu  # every thread of this process: the flow, its tasks, Prefect's own
+    cpu = cpu_seconds() - cpu
     summary = state.result()  # raises if the flow run failed: the traceback goes to stderr
     record = {
         "flow": spec.name,

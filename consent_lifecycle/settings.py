@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         None, description="tcp://host:8786 of a Dask scheduler: the flows fan their batch tasks out over its workers"
     )
     task_threads: int = Field(4, ge=1, le=64, description="batch tasks run at once per flow run (without Dask)")
+    task_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="when > 0 (and no Dask), batch tasks run in a pool of this many processes, not threads",
+    )
     local_store_tables: dict[str, str] = Field(
         default_factory=dict,
         description='JSON {"data type": "table"}: tables in the consent database holding pulled data, purged '

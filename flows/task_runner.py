@@ -9,7 +9,7 @@ flow run process (a worker or `make serve` starts one per run).
 
 from __future__ import annotations
 
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from consent_lifecycle.settings import get_settings
 
@@ -20,4 +20,6 @@ def task_runner() -> TaskRunner:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=settings.dask_address)
+    if settings.task_processes:
+        return ProcessPoolTaskRunner(max_workers=settings.task_processes)
     return ThreadPoolTaskRunner(max_workers=settings.task_threads)

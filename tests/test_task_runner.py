@@ -1,5 +1,6 @@
-"""The flows' task runner comes from configuration: threads by default, a Dask cluster when
-CONSENT_DASK_ADDRESS names one; the expiry scan ends the same either way."""
+"""The flows' task runner comes from configuration: threads by default, a process pool when
+CONSENT_TASK_PROCESSES is set, a Dask cluster when CONSENT_DASK_ADDRESS names one; the flows end the same
+either way."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ import os
 from datetime import timedelta
 
 import pytest
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from consent_lifecycle.db.engine import make_engine
 from consent_lifecycle.db.migrate import upgrade
 from consent_lifecycle.notify.outbox import list_notifications
 from flows.connection_expiry_scan import connection_expiry_scan
+from flows.consent_reconciliation import consent_reconciliation
 from flows.task_runner import task_runner
-from tests.fixtures_sandbox import SANDBOX_NOW
+from tests.fixtures_sandbox import SANDBOX_NOW, reset_sandbox
 from tests.test_flow_expiry_scan import snapshot_rows
+from tests.test_flow_faults import RECONCILE_AT, fresh_database, reconciliation_outcome, reconciliation_world
 
 pytestmark = pytest.mark.prefect
 
@@ -31,9 +34,36 @@ def test_threads_by_default_and_dask_when_an_address_is_set(monkeypatch):
     threads = task_runner()
     assert isinstance(threads, ThreadPoolTaskRunner) and threads._max_workers == 3
 
+    monkeypatch.setenv("CONSENT_TASK_PROCESSES", "2")
+    processes = task_runner()
+    assert isinstance(processes, ProcessPoolTaskRunner) and processes._max_workers == 2
+
     monkeypatch.setenv("CONSENT_DASK_ADDRESS", "tcp://10.0.0.5:8786")
     dask = task_runner()
     assert isinstance(dask, DaskTaskRunner) and dask.address == "tcp://10.0.0.5:8786"
+
+
+def test_the_reconciliation_on_a_process_pool_ends_as_on_threads(flow_env, fresh_sandbox, sqlite_url, tmp_path):
+    """Fetches and remediations in two worker processes (CONSENT_TASK_PROCESSES), the diff in the flow's:
+    the same findings, pull records, cursors, deletion items, and sync settings and pulls at the sandbox."""
+    from prefect.settings import PREFECT_API_URL
+
+    batches = {"batch_size": 7}  # several batches: fetches, diffs and remediations overlap
+    engine = reconciliation_world(fresh_sandbox, sqlite_url)
+    on_threads = asyncio.run(consent_reconciliation(now=RECONCILE_AT, **batches))
+    expected = reconciliation_outcome(fresh_sandbox, engine)
+    assert on_threads["pulls_queued"] and on_threads["sync_settings_set"], on_threads
+
+    reset_sandbox(fresh_sandbox)
+    engine = reconciliation_world(fresh_sandbox, fresh_database(flow_env, tmp_path, "processes.db"))
+    # the workers are other processes: they read the same settings from the environment they start with
+    flow_env.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    flow_env.setenv("CONSENT_TASK_PROCESSES", "2")
+    runner = task_runner()
+    assert isinstance(runner, ProcessPoolTaskRunner)
+    on_processes = asyncio.run(consent_reconciliation.with_options(task_runner=runner)(now=RECONCILE_AT, **batches))
+    assert on_processes == on_threads
+    assert reconciliation_outcome(fresh_sandbox, engine) == expected
 
 
 def test_the_scan_on_a_two_worker_dask_cluster_ends_as_on_threads(flow_env, tmp_path):
