@@ -28,9 +28,10 @@ from benchmarks.registry import FLOWS
 from consent_lifecycle.clock import parse_iso
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """This process's peak resident set size in MB, or with RUSAGE_CHILDREN its largest ended child's (a
+    process pool's worker); ru_maxrss is KiB on Linux, bytes on macOS."""
+    peak = resource.getrusage(who).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wall_seconds": wall,
         "cpu_seconds": cpu,
         "peak_rss_mb": peak_rss_mb(),
+        "worker_peak_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN),
         "summary": summary,
     }
     sys.stdout.write(json.dumps(record, default=str) + "\n")

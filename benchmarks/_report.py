@@ -35,6 +35,7 @@ class FlowMeasurement:
     sandbox_cpu_seconds: float | None  # CPU the sandbox process used meanwhile
     process_seconds: float  # the whole child process: interpreter, imports, the call, exit
     peak_rss_mb: float
+    worker_peak_rss_mb: float | None  # the largest ended child of the flow process (a pool's worker)
     task_runs: int
     task_run_seconds: list[dict[str, Any]]  # name, task, final state, seconds from start to end
     sandbox_requests: int
@@ -114,6 +115,7 @@ class Line:
     raw: float | None = None
     ratio: float | None = None
     rss: float | None = None
+    worker_rss: float | None = None
     cpu: float | None = None
     sandbox_cpu: float | None = None
     task_runs: int | None = None
@@ -136,6 +138,7 @@ COLUMNS: list[tuple[str, Callable[[Line], str]]] = [
     ("raw paging s", lambda line: _number(line.raw, 2)),
     ("flow/raw", lambda line: _number(line.ratio, 1)),
     ("peak RSS MB", lambda line: _number(line.rss, 1)),
+    ("worker RSS MB", lambda line: _number(line.worker_rss, 1)),
     ("CPU s", lambda line: _number(line.cpu, 1)),
     ("sandbox CPU s", lambda line: _number(line.sandbox_cpu, 1)),
     ("task runs", lambda line: _number(line.task_runs)),
@@ -157,6 +160,7 @@ def _step_line(cycle: CycleResult, step: StepResult) -> Line:
         raw=step.raw_seconds,
         ratio=step.ratio,
         rss=first.peak_rss_mb,
+        worker_rss=first.worker_peak_rss_mb or None,
         cpu=first.cpu_seconds,
         sandbox_cpu=first.sandbox_cpu_seconds,
         task_runs=first.task_runs,
@@ -194,6 +198,7 @@ def _total_line(cycle: CycleResult) -> Line:
         step="cycle total",
         wall=cycle.flow_seconds,
         rss=max((m.peak_rss_mb for m in firsts), default=None),
+        worker_rss=max((m.worker_peak_rss_mb or 0 for m in firsts), default=0) or None,
         cpu=_total(m.cpu_seconds for m in firsts),
         sandbox_cpu=_total(m.sandbox_cpu_seconds for m in firsts),
         task_runs=sum(m.task_runs for m in firsts),

@@ -42,6 +42,7 @@ OWNED_CONSENT_VARIABLES = (
     "CONSENT_NOTIFY_WEBHOOK_URL",
     "CONSENT_NOTIFY_WEBHOOK_SECRET",
     "CONSENT_NOTIFY_FILE",
+    "CONSENT_TASK_PROCESSES",
 )
 
 
@@ -85,6 +86,7 @@ class SizeSetup:
     base_url: str
     api_key: str
     directory: Path
+    task_processes: int = 0  # CONSENT_TASK_PROCESSES of the flows: 0, threads
 
     def flow_env(self, services: Services) -> dict[str, str]:
         return prefect_env(services.prefect_home, services.prefect_api) | {
@@ -92,6 +94,7 @@ class SizeSetup:
             "CONSENT_CODAT_BASE_URL": self.base_url,
             "CONSENT_CODAT_API_KEY": self.api_key,
             "CONSENT_NOTIFY_FILE": str(self.directory / "notifications.jsonl"),
+            "CONSENT_TASK_PROCESSES": str(self.task_processes),
         }
 
 

@@ -80,6 +80,8 @@ DEFAULT_SEED_WORKERS = 1
 MAX_SEED_WORKERS = 16
 DEFAULT_NIGHTS = 2
 MAX_NIGHTS = 7
+DEFAULT_TASK_PROCESSES = 2  # one per core: the configuration the README recommends for large runs
+MAX_TASK_PROCESSES = 64
 NIGHT = 86_400.0  # seconds between nightly cycles
 
 
@@ -104,6 +106,7 @@ def count_in(low: int, high: int) -> Callable[[str], int]:
 company_count = count_in(1, MAX_COMPANIES)
 worker_count = count_in(1, MAX_SEED_WORKERS)
 night_count = count_in(1, MAX_NIGHTS)
+process_count = count_in(0, MAX_TASK_PROCESSES)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -136,6 +139,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N",
         help=f"cycles per size, a day apart on the sandbox clock (default: {DEFAULT_NIGHTS}): night 1 is the "
         "first after install, when nothing was reconciled yet; the nights after are the steady state",
+    )
+    parser.add_argument(
+        "--task-processes",
+        type=process_count,
+        default=DEFAULT_TASK_PROCESSES,
+        metavar="N",
+        help=f"CONSENT_TASK_PROCESSES of the flows (default: {DEFAULT_TASK_PROCESSES}; 0: threads, the "
+        "default of a deployment): the batch tasks run in a pool of N processes",
     )
     parser.add_argument(
         "--seed-workers",
@@ -273,6 +284,7 @@ class Cycle:
             sandbox_cpu_seconds=sandbox_cpu,
             process_seconds=process_seconds,
             peak_rss_mb=record["peak_rss_mb"],
+            worker_peak_rss_mb=record.get("worker_peak_rss_mb"),
             task_runs=task_runs,
             task_run_seconds=details,
             sandbox_requests=counters["total"],
@@ -334,8 +346,10 @@ def measure_size(companies: int, args: argparse.Namespace, services: Services) -
         base_url=f"http://127.0.0.1:{port}",
         api_key=secrets.token_urlsafe(24),
         directory=Path(tempfile.mkdtemp(prefix=f"cycle-{companies}-", dir=services.workdir)),
+        task_processes=args.task_processes,
     )
-    say(f"nightly cycle with {companies} companies (seed {args.seed}), files in {setup.directory}")
+    runner = f"{args.task_processes} task processes" if args.task_processes else "task threads"
+    say(f"nightly cycle with {companies} companies (seed {args.seed}, {runner}), files in {setup.directory}")
     with sandbox(setup, port) as admin:
         migrate(setup, services)
         cycle = Cycle(setup, services, admin, args)
