@@ -175,6 +175,10 @@ def sandbox_serve(
         int, typer.Option(callback=_within(1), help="Concurrent requests per company.")
     ] = 10,
     now: NowOption = None,
+    eager_history: Annotated[
+        bool,
+        typer.Option(help="Make every company's pull history at start (as Codat has it), not on its first read."),
+    ] = False,
 ) -> None:
     """Serve a Codat-compatible API over HTTP, seeded deterministically."""
     from consent_lifecycle.sandbox.config import SandboxConfig
@@ -192,6 +196,7 @@ def sandbox_serve(
         rate_limit_per_minute=rate_limit_per_minute,
         concurrent_per_company=concurrent_per_company,
         now=frozen,
+        eager_history=eager_history,
     )
     typer.echo(f"Codat sandbox: http://{host}:{port} ({companies} companies, seed {seed})", err=True)
     serve(config, host=host, port=port)

@@ -199,6 +199,23 @@ def test_seeding_is_deterministic(sandbox_http: httpx.Client) -> None:
     assert _snapshot(sandbox_http) != first
 
 
+def test_eager_history_is_made_at_start_and_reads_as_the_lazy_one() -> None:
+    """`eager_history` (what the benchmark serves) makes every company's pull history before the first
+    request; what a client then reads is what a lazily made history gives."""
+    histories = []
+    for eager in (False, True):
+        config = SandboxConfig(api_key=SANDBOX_API_KEY, companies=20, now=SANDBOX_NOW, eager_history=eager)
+        with running_sandbox(config) as handle, sandbox_client(handle) as http:
+            world = handle.app.state.sandbox.world
+            pending = world.store.scalar("SELECT count(*) FROM companies WHERE history_done = 0")
+            assert pending == (0 if eager else 20)
+            ids = [c["id"] for c in companies(http, pageSize=20)["results"]]
+            pages = {c: http.get(f"/companies/{c}/data/history", params={"pageSize": 5000}) for c in ids}
+            histories.append({c: page.json() for c, page in pages.items()})
+    lazy, eager = histories
+    assert eager == lazy and sum(page["totalResults"] for page in lazy.values()) > 20
+
+
 def test_seeded_world_has_the_shapes_flows_need(sandbox_http: httpx.Client) -> None:
     sandbox_http.post("/_sandbox/reset", json={"companies": 300}).raise_for_status()
     now = SANDBOX_NOW

@@ -15,7 +15,7 @@ class SandboxConfig:
     `api_key` is the raw key clients send as `Authorization: Basic base64(api_key)`; it is kept out of the
     repr. `state_path` None keeps the world in memory; a path keeps it in a SQLite file, reused on the next
     start when it was seeded with the same `seed` and `companies`. `now`, when set, freezes the sandbox clock
-    there at start.
+    there at start. `eager_history` makes every company's pull history at start instead of on its first read.
     """
 
     api_key: str = field(repr=False)
@@ -26,6 +26,8 @@ class SandboxConfig:
     concurrent_per_company: int = 10
     now: datetime | None = None
     pull_duration_seconds: int = 60
+    #: make every company's pull history at start, not on its first read (a benchmark then measures reads)
+    eager_history: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key.strip():

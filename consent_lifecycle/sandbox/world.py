@@ -116,6 +116,8 @@ class World:
             self._refresh_markers()
         else:
             self.reset(config.companies, config.seed)
+        if config.eager_history:
+            self.materialize_history()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -149,6 +151,14 @@ class World:
         with self._lock:
             self.store.settle(now)
             self._refresh_markers()
+
+    def materialize_history(self) -> int:
+        """Every seeded company's pull history now (as Codat already has it), not on the company's first
+        read; returns how many companies' histories were made."""
+        pending = [row["id"] for row in self.store.all("SELECT id FROM companies WHERE history_done = 0")]
+        for company_id in pending:
+            self.ensure_history({"id": company_id, "history_done": 0})
+        return len(pending)
 
     def ensure_history(self, company: Any) -> None:
         """Materialize a seeded company's pull history on first use (see `seed.history`)."""
