@@ -161,3 +161,15 @@ def test_finding_detail_times_are_isoformat_per_value():
     assert got[:4] == [t.isoformat().replace("+00:00", "Z") for t in times[:4]]
     assert pd.isna(got[4]) and isinstance(got[4], float)
     assert _plain_values(pd.Series(pd.to_datetime([None, None], utc=True))) == [None, None]
+
+
+def test_finding_detail_naive_times_are_isoformat_per_value():
+    from consent_lifecycle.reconcile.diff import _plain_values
+
+    times = pd.Series(pd.to_datetime(
+        ["2026-05-05T09:11:17.375680594", "2026-05-05T09:11:17.375680", "2026-05-05T09:11:17", None],
+        format="ISO8601"))
+    got = _plain_values(times)
+    assert got[:3] == [t.isoformat() for t in times[:3]]
+    assert pd.isna(got[3])
+

@@ -267,18 +267,24 @@ def _plain_values(column: pd.Series) -> list:
 
 
 def _iso_text(times: pd.Series) -> np.ndarray:
-    """`Timestamp.isoformat()` of each time, "+00:00" written "Z", as an object array; built a column at a
-    time for UTC and naive times (seconds, then microseconds or nanoseconds when there are any)."""
+    """`Timestamp.isoformat()` of each time, "+00:00" written "Z", as an object array. For UTC and naive
+    times numpy writes the text (with the "Z"), a call per precision the times need: seconds, then
+    microseconds or nanoseconds for those that have a fraction."""
     tz = getattr(times.dtype, "tz", None)
     if tz is not None and str(tz) != "UTC":
         return np.array(
             [None if pd.isna(v) else v.isoformat().replace("+00:00", "Z") for v in times], dtype=object
         )
     nanos = pd.DatetimeIndex(times.array).as_unit("ns")
-    text = np.datetime_as_string(nanos.tz_localize(None).to_numpy(), unit="ns")  # ...SS.nnnnnnnnn
+    values = nanos.tz_localize(None).to_numpy()
     fraction = nanos.asi8 % 10**9
-    text = np.where(fraction == 0, text.astype("<U19"), np.where(fraction % 1000 == 0, text.astype("<U26"), text))
-    return (np.strings.add(text, "Z") if tz is not None else text).astype(object)
+    in_micros = fraction % 1000 == 0
+    zone = "UTC" if tz is not None else "naive"  # numpy writes "Z" after UTC times
+    text = np.empty(len(values), dtype=object)
+    for unit, rows in (("s", fraction == 0), ("us", in_micros & (fraction != 0)), ("ns", ~in_micros)):
+        if rows.any():
+            text[rows] = np.datetime_as_string(values[rows], unit=unit, timezone=zone).astype(object)
+    return text
 
 
 def _requested_order(pulls: pd.DataFrame) -> np.ndarray:
