@@ -45,7 +45,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=64,
-        description="when > 0 (and no Dask), batch tasks run in a pool of this many processes, not threads",
+        description="when > 0 (and no Dask), the reconciliation's fetch and remediation tasks run in a pool "
+        "of this many processes, not threads",
     )
     local_store_tables: dict[str, str] = Field(
         default_factory=dict,

@@ -45,7 +45,7 @@ def _run_name() -> str:
     return name + ("-dry-run" if parameters.get("dry_run") else "")
 
 
-@flow(name="consent-reconciliation", flow_run_name=_run_name, task_runner=task_runner())
+@flow(name="consent-reconciliation", flow_run_name=_run_name, task_runner=task_runner(processes=True))
 async def consent_reconciliation(
     company_ids: list[str] | None = None,
     window_start: datetime | None = None,

@@ -35,8 +35,9 @@ def test_threads_by_default_and_dask_when_an_address_is_set(monkeypatch):
     assert isinstance(threads, ThreadPoolTaskRunner) and threads._max_workers == 3
 
     monkeypatch.setenv("CONSENT_TASK_PROCESSES", "2")
-    processes = task_runner()
+    processes = task_runner(processes=True)  # the reconciliation's
     assert isinstance(processes, ProcessPoolTaskRunner) and processes._max_workers == 2
+    assert isinstance(task_runner(), ThreadPoolTaskRunner)  # the scan's and the sync's: they write
 
     monkeypatch.setenv("CONSENT_DASK_ADDRESS", "tcp://10.0.0.5:8786")
     dask = task_runner()
@@ -59,7 +60,7 @@ def test_the_reconciliation_on_a_process_pool_ends_as_on_threads(flow_env, fresh
     # the workers are other processes: they read the same settings from the environment they start with
     flow_env.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
     flow_env.setenv("CONSENT_TASK_PROCESSES", "2")
-    runner = task_runner()
+    runner = task_runner(processes=True)
     assert isinstance(runner, ProcessPoolTaskRunner)
     on_processes = asyncio.run(consent_reconciliation.with_options(task_runner=runner)(now=RECONCILE_AT, **batches))
     assert on_processes == on_threads
