@@ -49,11 +49,6 @@ def insert_new(db: Connection, table: Table, rows: list[dict[str, Any]], *, key:
     return len(db.execute(statement, rows).all())
 
 
-def records(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict[str, Any]]:
-    """Rows as dicts with None for missing values and plain datetimes (what the column types expect)."""
-    return plain_rows(frame, columns)
-
-
 def plain_rows(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict[str, Any]]:
     """Rows as dicts (None for missing values, plain datetimes), built column by column: datetime columns
     are converted as whole arrays, not value by value."""

@@ -20,7 +20,7 @@ from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
 from consent_lifecycle.catalog import Catalog
-from consent_lifecycle.db.bulk import chunks, insert_new, records
+from consent_lifecycle.db.bulk import chunks, insert_new, plain_rows
 from consent_lifecycle.db.engine import lock_company
 from consent_lifecycle.db.models import Connection, DeletionItem, DeletionReceipt, LegalHold
 from consent_lifecycle.ledger import Ledger
@@ -78,7 +78,7 @@ def plan(
         planned = plan_deletions(entitlement_intervals(events, connections), catalog, now)
         rows = [
             {**r, "status": "planned", "plan_version": catalog.version, "created_at": now, "updated_at": now}
-            for r in records(planned.drop(columns="ended_at"))
+            for r in plain_rows(planned.drop(columns="ended_at"))
         ]
         new = insert_new(db, DeletionItem.__table__, rows, key="key")
         gone = cancelled(_planner_items(db, company_ids), planned)
@@ -96,9 +96,9 @@ def plan(
         "planned_new": new,
         "cancelled": len(gone),
         "held": int(on_hold.sum()),
-        "cancelled_items": records(gone[ITEM_COLUMNS].head(ARTIFACT_ROWS)),
-        "held_items": records(items.loc[on_hold, ITEM_COLUMNS].head(ARTIFACT_ROWS)),
-        "planned_items": records(soonest),
+        "cancelled_items": plain_rows(gone[ITEM_COLUMNS].head(ARTIFACT_ROWS)),
+        "held_items": plain_rows(items.loc[on_hold, ITEM_COLUMNS].head(ARTIFACT_ROWS)),
+        "planned_items": plain_rows(soonest),
     }
 
 
@@ -292,7 +292,7 @@ def receipts(engine: Engine, company_id: str | None = None) -> list[dict[str, An
 def items(engine: Engine, company_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
     with engine.connect() as db:
         frame = _items(db, None if company_id is None else [company_id], (status,) if status else None)
-    return records(frame)
+    return plain_rows(frame)
 
 
 def _items(
