@@ -13,8 +13,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
-from types import SimpleNamespace
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -463,15 +462,21 @@ def _company_dicts(response: httpx.Response, number: int, size: int) -> list[dic
         _check_page(page, number, size, "GET", "/companies")
         return [company.model_dump(mode="json", by_alias=True) for company in page.results]
     results = body.get("results", [])
-    counts = SimpleNamespace(
-        page_number=body["pageNumber"], page_size=body["pageSize"], total_results=body["totalResults"],
-        results=results,
-    )
-    _check_page(counts, number, size, "GET", "/companies")  # type: ignore[arg-type]
+    counts = _PageCounts(body["pageNumber"], body["pageSize"], body["totalResults"], results)
+    _check_page(counts, number, size, "GET", "/companies")
     return results
 
 
-def _check_page(page: Page[Any], number: int, size: int, method: str, path: str) -> None:
+class _PageCounts(NamedTuple):
+    """What `_check_page` reads of a page (a `Page` has the same attributes)."""
+
+    page_number: int
+    page_size: int
+    total_results: int
+    results: Sequence[Any]
+
+
+def _check_page(page: Page[Any] | _PageCounts, number: int, size: int, method: str, path: str) -> None:
     """A page must be the one asked for, at the size asked for, and hold what `totalResults` promises at that
     size: a short page, or one claiming another size (the pages counted from it), loses data."""
     expected = max(0, min(size, page.total_results - (number - 1) * size))
