@@ -6,7 +6,7 @@ Run from the repository root (about two minutes with the defaults; `make bench` 
     .venv/bin/python -m benchmarks.rate_limit_bench --per-minute 120 --windows 2.5 --output /tmp/bench
 
 One `consent sandbox serve` process (clock frozen at the benchmark's `now`) with its per-minute limit set
-LOW (`--per-minute`, default 60: a fixed 60-second window per client, as `consent_lifecycle.sandbox.limits`
+LOW (`--per-minute`, default 60: a fixed 60-second window per client, as `codat_sandbox.limits`
 counts it) and enough companies for `--windows` windows' worth of pages of `--page-size` companies. Then
 the expiry scan's fetch path, with the real client (`consent_lifecycle.codat.CodatClient`, default retry
 policy, concurrency from the CONSENT_ settings): one request for a one-company page to count the pages
@@ -74,7 +74,7 @@ from consent_lifecycle.codat.retry import RetryPolicy
 from consent_lifecycle.settings import Settings
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
-WINDOW_SECONDS = 60.0  # the sandbox's fixed window (consent_lifecycle.sandbox.limits.RateLimiter.WINDOW)
+WINDOW_SECONDS = 60.0  # the sandbox's fixed window (codat_sandbox.limits.RateLimiter.WINDOW)
 TARGET_RATIO = 0.90
 
 

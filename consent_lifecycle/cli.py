@@ -181,8 +181,8 @@ def sandbox_serve(
     ] = False,
 ) -> None:
     """Serve a Codat-compatible API over HTTP, seeded deterministically."""
-    from consent_lifecycle.sandbox.config import SandboxConfig
-    from consent_lifecycle.sandbox.runner import serve
+    from codat_sandbox.config import SandboxConfig
+    from codat_sandbox.runner import serve
 
     frozen = _iso_time(now)
     key = api_key or (_settings().codat_api_key.get_secret_value() if _settings().codat_api_key else None)
@@ -900,8 +900,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the sandbox world.")] = 7,
 ) -> None:
     """Start the sandbox in-process, run the expiry scan on it, and print what was found."""
-    from consent_lifecycle.sandbox.config import SandboxConfig
-    from consent_lifecycle.sandbox.runner import running_sandbox
+    from codat_sandbox.config import SandboxConfig
+    from codat_sandbox.runner import running_sandbox
 
     catalog = _load_catalog(None)
     key = secrets.token_urlsafe(24)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from consent_lifecycle.sandbox import SandboxConfig, SandboxHandle, running_sandbox
+from codat_sandbox import SandboxConfig, SandboxHandle, running_sandbox
 
 SANDBOX_API_KEY = "sandbox-test-key-0123456789"
 SANDBOX_COMPANIES = 20

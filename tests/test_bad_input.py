@@ -32,7 +32,7 @@ from consent_lifecycle.codat import CodatClient, CodatError, RetryPolicy
 from consent_lifecycle.db import make_engine
 from consent_lifecycle.db.migrate import upgrade
 from consent_lifecycle.db.snapshot import apply_observation
-from consent_lifecycle.sandbox.runner import serving
+from codat_sandbox.runner import serving
 from consent_lifecycle.snapshot import observe
 from tests.test_catalog import _duplicate_product, _set, base_document, dump
 from tests.test_cli_ledger import (

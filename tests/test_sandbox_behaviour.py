@@ -14,7 +14,7 @@ import pytest
 
 from consent_lifecycle.clock import parse_iso
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
-from consent_lifecycle.sandbox import SandboxConfig, running_sandbox
+from codat_sandbox import SandboxConfig, running_sandbox
 from tests.fixtures_sandbox import SANDBOX_API_KEY, SANDBOX_NOW, sandbox_client
 
 

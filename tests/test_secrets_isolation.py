@@ -31,7 +31,7 @@ from consent_lifecycle.codat import CodatClient, CodatError, RetryPolicy
 from consent_lifecycle.db import make_engine
 from consent_lifecycle.db.models import ConsentEvent
 from consent_lifecycle.db.snapshot import apply_observation
-from consent_lifecycle.sandbox import SandboxConfig, running_sandbox
+from codat_sandbox import SandboxConfig, running_sandbox
 from consent_lifecycle.settings import Settings
 from consent_lifecycle.snapshot import observe
 from consent_lifecycle.webhook_receiver import create_receiver
@@ -204,7 +204,7 @@ def test_secrets_never_appear_in_output_logs_artifacts_or_reprs(tmp_path, monkey
 
 def _webhook_receiver_answers(settings: Settings) -> list[str]:
     """The Codat webhook receiver, configured with the secret, answering forged and malformed deliveries."""
-    from consent_lifecycle.sandbox.runner import serving
+    from codat_sandbox.runner import serving
 
     async def ignore(event: Any) -> None:
         return None
@@ -353,8 +353,8 @@ ALLOWED = {
     # DDL in the first migration: the trigger's message and the operations are module constants
     ("consent_lifecycle/migrations/versions/0001_initial.py", "op.execute("),
     # the sandbox's own SQLite store: table and column names from literal tuples in the code; values bound (?)
-    ("consent_lifecycle/sandbox/store.py", 'db.execute(f"DROP TABLE IF EXISTS {table}")'),
-    ("consent_lifecycle/sandbox/store.py", 'db.execute(f"DELETE FROM {table} WHERE {column} = ?", (company_id,))'),
+    ("codat_sandbox/store.py", 'db.execute(f"DROP TABLE IF EXISTS {table}")'),
+    ("codat_sandbox/store.py", 'db.execute(f"DELETE FROM {table} WHERE {column} = ?", (company_id,))'),
 }
 
 

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from consent_lifecycle.sandbox.errors import ApiError
-from consent_lifecycle.sandbox.paging import page_body, parse_paging
-from consent_lifecycle.sandbox.world import World
+from codat_sandbox.errors import ApiError
+from codat_sandbox.paging import page_body, parse_paging
+from codat_sandbox.world import World
 
 router = APIRouter()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from consent_lifecycle.clock import as_utc
+from codat_sandbox.clock import as_utc
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from consent_lifecycle.clock import iso, utcnow
-from consent_lifecycle.sandbox.errors import ApiError, error_response, from_api_error
-from consent_lifecycle.sandbox.limits import Decision
-from consent_lifecycle.sandbox.state import Sandbox
+from codat_sandbox.clock import iso, utcnow
+from codat_sandbox.errors import ApiError, error_response, from_api_error
+from codat_sandbox.limits import Decision
+from codat_sandbox.state import Sandbox
 
 ADMIN_PREFIX = "/_sandbox"
-log = logging.getLogger("consent_lifecycle.sandbox.app")
+log = logging.getLogger("codat_sandbox.app")
 
 
 def rate_headers(decision: Decision) -> dict[str, str]:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from consent_lifecycle.sandbox.errors import ApiError
+from codat_sandbox.errors import ApiError
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 5000

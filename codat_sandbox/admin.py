@@ -12,11 +12,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from consent_lifecycle.clock import parse_iso
-from consent_lifecycle.sandbox.api import json_response
-from consent_lifecycle.sandbox.errors import ApiError
-from consent_lifecycle.sandbox.faults import FaultSettings
-from consent_lifecycle.sandbox.state import Sandbox
+from codat_sandbox.clock import parse_iso
+from codat_sandbox.api import json_response
+from codat_sandbox.errors import ApiError
+from codat_sandbox.faults import FaultSettings
+from codat_sandbox.state import Sandbox
 
 router = APIRouter(prefix="/_sandbox")
 

@@ -9,13 +9,13 @@ from typing import Any
 
 from starlette.routing import Match, Route
 
-from consent_lifecycle.sandbox.clock import SandboxClock
-from consent_lifecycle.sandbox.config import SandboxConfig
-from consent_lifecycle.sandbox.counters import RequestCounters
-from consent_lifecycle.sandbox.faults import FaultInjector
-from consent_lifecycle.sandbox.limits import ConcurrencyLimiter, RateLimiter
-from consent_lifecycle.sandbox.webhooks import WebhookEmitter
-from consent_lifecycle.sandbox.world import World
+from codat_sandbox.clock import SandboxClock
+from codat_sandbox.config import SandboxConfig
+from codat_sandbox.counters import RequestCounters
+from codat_sandbox.faults import FaultInjector
+from codat_sandbox.limits import ConcurrencyLimiter, RateLimiter
+from codat_sandbox.webhooks import WebhookEmitter
+from codat_sandbox.world import World
 
 
 class Sandbox:

@@ -7,14 +7,35 @@ compare correctly as text.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from consent_lifecycle.clock import as_utc, iso, parse_iso, utcnow
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime; a naive value is taken to be UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_iso(text: str) -> datetime:
+    """ISO 8601 (a trailing `Z` allowed) as aware UTC; ValueError naming the text otherwise."""
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise ValueError(f"not an ISO 8601 time: {text!r}") from None
+    return as_utc(parsed)
+
+
+def iso(value: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`."""
+    return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 def stamp(value: datetime) -> str:
     """`value` as the sandbox's fixed-width text form, e.g. `2026-11-01T12:00:00Z`."""
-    return iso(as_utc(value).replace(microsecond=0))  # type: ignore[return-value]
+    return iso(as_utc(value).replace(microsecond=0))
 
 
 def unstamp(text: str) -> datetime:

@@ -10,11 +10,11 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from consent_lifecycle.sandbox import admin, api
-from consent_lifecycle.sandbox.config import SandboxConfig
-from consent_lifecycle.sandbox.errors import ApiError, error_response, from_api_error
-from consent_lifecycle.sandbox.middleware import SandboxGuard
-from consent_lifecycle.sandbox.state import Sandbox
+from codat_sandbox import admin, api
+from codat_sandbox.config import SandboxConfig
+from codat_sandbox.errors import ApiError, error_response, from_api_error
+from codat_sandbox.middleware import SandboxGuard
+from codat_sandbox.state import Sandbox
 
 log = logging.getLogger(__name__)
 

@@ -13,22 +13,22 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from consent_lifecycle.clock import parse_iso
-from consent_lifecycle.datatypes import (
+from codat_sandbox.clock import parse_iso
+from codat_sandbox.codat_types import (
     CONNECTION_STATUSES,
     DATA_TYPE_SOURCE,
     DATA_TYPES,
     DATASET_STATUSES,
     SOURCE_TYPES,
 )
-from consent_lifecycle.sandbox import bodies, seed
-from consent_lifecycle.sandbox.clock import SandboxClock, stamp
-from consent_lifecycle.sandbox.config import SandboxConfig
-from consent_lifecycle.sandbox.errors import ApiError
-from consent_lifecycle.sandbox.paging import Paging
-from consent_lifecycle.sandbox.platforms import BY_KEY
-from consent_lifecycle.sandbox.query import Field, QueryError, compile_order_by, compile_query, tag_resolver
-from consent_lifecycle.sandbox.store import Store
+from codat_sandbox import bodies, seed
+from codat_sandbox.clock import SandboxClock, stamp
+from codat_sandbox.config import SandboxConfig
+from codat_sandbox.errors import ApiError
+from codat_sandbox.paging import Paging
+from codat_sandbox.platforms import BY_KEY
+from codat_sandbox.query import Field, QueryError, compile_order_by, compile_query, tag_resolver
+from codat_sandbox.store import Store
 
 ERRORED_STATUSES = frozenset(
     {

@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from consent_lifecycle.clock import parse_iso
-from consent_lifecycle.sandbox.clock import stamp
+from codat_sandbox.clock import parse_iso
+from codat_sandbox.clock import stamp
 
 MAX_QUERY_LENGTH = 2048
 ALL_OPERATORS: tuple[str, ...] = ("!=", ">=", "<=", "=", "~", ">", "<")  # longest first

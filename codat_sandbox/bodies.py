@@ -6,10 +6,10 @@ import re
 import uuid
 from typing import Any
 
-from consent_lifecycle.clock import parse_iso
-from consent_lifecycle.datatypes import CONNECTION_STATUSES, DATA_TYPES
-from consent_lifecycle.sandbox.errors import ApiError
-from consent_lifecycle.sandbox.platforms import BY_KEY
+from codat_sandbox.clock import parse_iso
+from codat_sandbox.codat_types import CONNECTION_STATUSES, DATA_TYPES
+from codat_sandbox.errors import ApiError
+from codat_sandbox.platforms import BY_KEY
 
 _NAME_FORBIDDEN = re.compile(r"[^A-Za-z0-9\s\-',&@.?!]")
 _PLATFORM_KEY = re.compile(r"^[a-z]{4}$")

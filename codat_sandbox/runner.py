@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import uvicorn
 from fastapi import FastAPI
 
-from consent_lifecycle.sandbox.app import create_app
-from consent_lifecycle.sandbox.config import SandboxConfig
+from codat_sandbox.app import create_app
+from codat_sandbox.config import SandboxConfig
 
 STARTUP_TIMEOUT_SECONDS = 30.0
 

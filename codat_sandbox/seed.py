@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
-from consent_lifecycle.sandbox.platforms import BANK_SOURCE_IDS, Platform, by_source_type
+from codat_sandbox.codat_types import DATA_TYPE_SOURCE
+from codat_sandbox.platforms import BANK_SOURCE_IDS, Platform, by_source_type
 
 DAY = 86_400
 HOUR = 3_600

@@ -1,5 +1,6 @@
 """The sandbox's outgoing Codat webhooks: `connection.disconnected` / `connection.reconnected` when the admin
-routes change a connection's status, signed as Codat signs them (`consent_lifecycle.codat.webhooks`).
+routes change a connection's status, signed as Codat signs them
+(Standard Webhooks: `v1,` + base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`).
 
 Off until `POST /_sandbox/webhooks {"url": ..., "secret": ...}`. `generatedDate` is the sandbox clock's time;
 `webhook-timestamp` is the real time of delivery (what a receiver checks against its own clock).
@@ -7,6 +8,9 @@ Off until `POST /_sandbox/webhooks {"url": ..., "secret": ...}`. `generatedDate`
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -17,9 +21,15 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from consent_lifecycle.codat.webhooks import sign
-
 log = logging.getLogger(__name__)
+
+
+def sign(secret: SecretStr, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header Codat sends: the key is the base64 after `whsec_` (else the raw text)."""
+    raw = secret.get_secret_value()
+    key = base64.b64decode(raw.removeprefix("whsec_")) if raw.startswith("whsec_") else raw.encode()
+    content = f"{webhook_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
 
 
 @dataclass
