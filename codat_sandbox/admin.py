@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from codat_sandbox.clock import parse_iso
 from codat_sandbox.api import json_response
+from codat_sandbox.clock import parse_iso
 from codat_sandbox.errors import ApiError
 from codat_sandbox.faults import FaultSettings
 from codat_sandbox.state import Sandbox

@@ -19,8 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from codat_sandbox.clock import parse_iso
-from codat_sandbox.clock import stamp
+from codat_sandbox.clock import parse_iso, stamp
 
 MAX_QUERY_LENGTH = 2048
 ALL_OPERATORS: tuple[str, ...] = ("!=", ">=", "<=", "=", "~", ">", "<")  # longest first

@@ -13,7 +13,8 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from codat_sandbox.clock import parse_iso
+from codat_sandbox import bodies, seed
+from codat_sandbox.clock import SandboxClock, parse_iso, stamp
 from codat_sandbox.codat_types import (
     CONNECTION_STATUSES,
     DATA_TYPE_SOURCE,
@@ -21,8 +22,6 @@ from codat_sandbox.codat_types import (
     DATASET_STATUSES,
     SOURCE_TYPES,
 )
-from codat_sandbox import bodies, seed
-from codat_sandbox.clock import SandboxClock, stamp
 from codat_sandbox.config import SandboxConfig
 from codat_sandbox.errors import ApiError
 from codat_sandbox.paging import Paging

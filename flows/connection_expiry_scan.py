@@ -19,8 +19,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import iso, utcnow
-from flows.snapshot_sync import _batches
 from flows.task_runner import task_runner
 from tasks.codat import count_company_pages, fetch_companies
 from tasks.expiry import BatchScan, deliver_notifications, queue_notifications, scan_batch, scan_pages
@@ -45,11 +45,11 @@ async def connection_expiry_scan(
 ) -> dict[str, Any]:
     now = now or utcnow()
     if company_ids:
-        fetched = [fetch_companies.submit(batch) for batch in _batches(company_ids, 500)]
+        fetched = [fetch_companies.submit(batch) for batch in batched(company_ids, 500)]
         batches = [scan_batch.submit(f.result(), now, dry_run) for f in fetched]
     else:
         pages = list(range(1, await count_company_pages(page_size) + 1))
-        batches = [scan_pages.submit(b, page_size, now, dry_run) for b in _batches(pages, pages_per_task)]
+        batches = [scan_pages.submit(b, page_size, now, dry_run) for b in batched(pages, pages_per_task)]
     # batches fetch and write side by side on the task runner (threads, or Dask: flows/task_runner.py); a
     # task scans each page as it arrives while the next downloads (a failed fetch fails the run with
     # Codat's error, here)

@@ -24,9 +24,9 @@ from prefect.artifacts import (
 )
 from prefect.runtime import flow_run
 
+from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import iso, utcnow
 from consent_lifecycle.db.models import FINDING_KINDS
-from flows.snapshot_sync import _batches
 from flows.task_runner import task_runner
 from tasks.reconcile import fetch_codat_state, list_companies, reconcile_batch, remediate
 
@@ -60,7 +60,7 @@ async def consent_reconciliation(
     now = now or utcnow()
     if window_start and window_end and window_start >= window_end:
         raise ValueError(f"window_start {iso(window_start)} is not before window_end {iso(window_end)}")
-    batches = _batches(list_companies(company_ids), batch_size)
+    batches = batched(list_companies(company_ids), batch_size)
     progress = await create_progress_artifact(
         0.0, key="reconciliation-progress", description="Batches reconciled"
     )

@@ -13,14 +13,11 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
+from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import iso, utcnow
 from flows.task_runner import task_runner
 from tasks.codat import count_company_pages, fetch_companies, fetch_company_pages
 from tasks.snapshot import retire_unseen_companies, snapshot_counts, write_snapshot
-
-
-def _batches(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _run_name() -> str:
@@ -39,10 +36,10 @@ async def snapshot_sync(
     now = now or utcnow()
     totals = {"new": 0, "changed": 0, "vanished": 0, "companies": 0, "connection_count": 0}
     if company_ids:
-        batches = [fetch_companies.submit(batch) for batch in _batches(company_ids, 500)]
+        batches = [fetch_companies.submit(batch) for batch in batched(company_ids, 500)]
     else:
         pages = list(range(1, await count_company_pages(page_size) + 1))
-        batches = [fetch_company_pages.submit(batch, page_size) for batch in _batches(pages, pages_per_task)]
+        batches = [fetch_company_pages.submit(batch, page_size) for batch in batched(pages, pages_per_task)]
     # each batch is written once its fetch is in (a failed fetch fails the run with Codat's error, here)
     for written in [write_snapshot.submit(observation.result(), now) for observation in batches]:
         for key, value in written.result().items():

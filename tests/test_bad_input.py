@@ -27,12 +27,12 @@ from sqlalchemy import Engine, MetaData, func, inspect, select, table
 from typer.testing import CliRunner
 
 import consent_lifecycle.cli_flows  # noqa: F401  (registers the flow commands on `app`)
+from codat_sandbox.runner import serving
 from consent_lifecycle.cli import app
 from consent_lifecycle.codat import CodatClient, CodatError, RetryPolicy
 from consent_lifecycle.db import make_engine
 from consent_lifecycle.db.migrate import upgrade
 from consent_lifecycle.db.snapshot import apply_observation
-from codat_sandbox.runner import serving
 from consent_lifecycle.snapshot import observe
 from tests.test_catalog import _duplicate_product, _set, base_document, dump
 from tests.test_cli_ledger import (

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from codat_sandbox import SandboxConfig, running_sandbox
 from consent_lifecycle.clock import parse_iso
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
-from codat_sandbox import SandboxConfig, running_sandbox
 from tests.fixtures_sandbox import SANDBOX_API_KEY, SANDBOX_NOW, sandbox_client
 
 

@@ -26,12 +26,12 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 import consent_lifecycle.cli_flows  # noqa: F401  (registers the flow commands on `app`)
+from codat_sandbox import SandboxConfig, running_sandbox
 from consent_lifecycle import cli
 from consent_lifecycle.codat import CodatClient, CodatError, RetryPolicy
 from consent_lifecycle.db import make_engine
 from consent_lifecycle.db.models import ConsentEvent
 from consent_lifecycle.db.snapshot import apply_observation
-from codat_sandbox import SandboxConfig, running_sandbox
 from consent_lifecycle.settings import Settings
 from consent_lifecycle.snapshot import observe
 from consent_lifecycle.webhook_receiver import create_receiver

@@ -1,24 +1,39 @@
-"""Bulk writes shared by every store module: chunked executemany and INSERT ... ON CONFLICT on both dialects."""
+"""Bulk reads and writes shared by every store module: chunked IN-selects into frames, chunked executemany
+and INSERT ... ON CONFLICT on both dialects."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, String, Table
+from sqlalchemy import ColumnElement, Connection, Select, String, Table
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
 from sqlalchemy.dialects import postgresql, sqlite
+
+from consent_lifecycle.batching import batched
 
 #: rows per statement: well under SQLite's 32,766 bound parameters for our widest table
 CHUNK = 2000
 
 
-def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def select_frame(
+    db: Connection, query: Select, column: ColumnElement[Any] | None = None, keys: Iterable[Any] | None = None
+) -> pd.DataFrame:
+    """The rows of `query` as a frame (its selected columns' names), restricted to `column IN keys` when
+    keys are given: one statement per CHUNK keys, rows concatenated in chunk order."""
+    names = [c.key for c in query.selected_columns]
+    if keys is None:
+        rows = [tuple(row) for row in db.execute(query).all()]
+    else:
+        if column is None:
+            raise ValueError("select_frame: keys given without the column they restrict")
+        rows = [
+            tuple(row) for part in batched(list(keys), CHUNK) for row in db.execute(query.where(column.in_(part))).all()
+        ]
+    return pd.DataFrame.from_records(rows, columns=names)
 
 
 def dialect_insert(db: Connection, table: Table) -> Any:
@@ -31,7 +46,7 @@ def upsert(
 ) -> None:
     """INSERT ... ON CONFLICT (`key`) DO UPDATE every column except `key` and `keep`, in chunks."""
     kept = {key, *keep}
-    for chunk in chunks(rows):
+    for chunk in batched(rows, CHUNK):
         statement = dialect_insert(db, table)
         updates = {name: statement.excluded[name] for name in chunk[0] if name not in kept}
         db.execute(statement.on_conflict_do_update(index_elements=[table.c[key]], set_=updates), chunk)
@@ -77,7 +92,7 @@ def update_in(
 ) -> int:
     """UPDATE `table` SET `values` WHERE `column` IN `keys`, one statement per chunk; rows updated."""
     updated = 0
-    for chunk in chunks(list(keys)):
+    for chunk in batched(list(keys), CHUNK):
         result = db.execute(table.update().where(table.c[column].in_(chunk)).values(**values))
         updated += result.rowcount or 0
     return updated
@@ -96,7 +111,7 @@ def upsert_frame(
         return
     lean, rows = bindable(db, table, frame)
     kept = {key, *keep}
-    for chunk in chunks(rows):
+    for chunk in batched(rows, CHUNK):
         statement = dialect_insert(db, lean)
         updates = {name: statement.excluded[name] for name in frame.columns if name not in kept}
         db.execute(statement.on_conflict_do_update(index_elements=[key], set_=updates), chunk)

@@ -16,7 +16,16 @@ import pandas as pd
 from sqlalchemy import Connection as Db
 from sqlalchemy import and_, case, select, update
 
-from consent_lifecycle.db.bulk import bindable, chunks, dialect_insert, insert_new, upsert, upsert_frame
+from consent_lifecycle.batching import batched
+from consent_lifecycle.db.bulk import (
+    CHUNK,
+    bindable,
+    dialect_insert,
+    insert_new,
+    select_frame,
+    upsert,
+    upsert_frame,
+)
 from consent_lifecycle.db.models import (
     AccessRecord,
     Company,
@@ -62,7 +71,7 @@ def active_company_ids(db: Db) -> list[str]:
 
 def cursors(db: Db, company_ids: Sequence[str]) -> dict[str, datetime]:
     rows = []
-    for ids in chunks(list(company_ids)):
+    for ids in batched(list(company_ids), CHUNK):
         query = select(ReconcileCursor.company_id, ReconcileCursor.pulls_seen_to)
         rows += db.execute(query.where(ReconcileCursor.company_id.in_(ids))).all()
     return dict(rows)
@@ -73,13 +82,13 @@ def load_observed(
 ) -> Observed:
     """Our side of the batch (ledger, snapshot, every pull seen, reads) with Codat's settings and new pulls."""
     ids = list(company_ids)
-    stored = _frame(
+    stored = select_frame(
         db, select(*[c for c in PullRecord.__table__.c if c.key in PULL_COLUMNS]), PullRecord.company_id, ids
     )
     pulls = pd.concat([stored[~stored["id"].isin(fetched_pulls["id"])], fetched_pulls], ignore_index=True)
     snapshot = select(*SNAPSHOT_COLUMNS).join(Company, Company.id == Connection.company_id)
-    connections = _frame(db, snapshot, Connection.company_id, ids)
-    reads = _frame(
+    connections = select_frame(db, snapshot, Connection.company_id, ids)
+    reads = select_frame(
         db, select(*[AccessRecord.__table__.c[c] for c in READ_COLUMNS]), AccessRecord.company_id, ids
     )
     return Observed(
@@ -151,14 +160,14 @@ def store_findings(
         )
     resolved = 0
     state_kinds = [k for k in kinds if k in STATE_KINDS]
-    for ids in chunks(list(company_ids), 500):
+    for ids in batched(list(company_ids), 500):
         open_state = db.execute(
             select(Finding.id, Finding.key).where(
                 Finding.company_id.in_(ids), Finding.kind.in_(state_kinds), Finding.resolved_at.is_(None)
             )
         ).all()
         gone = [fid for fid, key in open_state if key not in keys]
-        for batch in chunks(gone, 500):
+        for batch in batched(gone, 500):
             resolved += db.execute(
                 update(Finding).where(Finding.id.in_(batch)).values(resolved_at=now)
             ).rowcount
@@ -209,7 +218,7 @@ def list_findings(
 
 def _existing_keys(db: Db, keys: list[str]) -> set[str]:
     found: set[str] = set()
-    for chunk in chunks(keys, 500):
+    for chunk in batched(keys, 500):
         found |= set(db.scalars(select(Finding.key).where(Finding.key.in_(chunk))))
     return found
 
@@ -217,17 +226,9 @@ def _existing_keys(db: Db, keys: list[str]) -> set[str]:
 def _ids(db: Db, model: Any, ids: set[str]) -> list[str]:
     return [
         i
-        for chunk in chunks(sorted(ids), 500)
+        for chunk in batched(sorted(ids), 500)
         for i in db.scalars(select(model.id).where(model.id.in_(chunk)))
     ]
-
-
-def _frame(db: Db, query: Any, company_column: Any, company_ids: list[str]) -> pd.DataFrame:
-    columns = [c.key for c in query.selected_columns]
-    rows = [
-        row for ids in chunks(company_ids) for row in db.execute(query.where(company_column.in_(ids))).all()
-    ]
-    return pd.DataFrame.from_records(rows, columns=columns)
 
 
 def _times(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

@@ -19,8 +19,9 @@ import pandas as pd
 from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
+from consent_lifecycle.batching import batched
 from consent_lifecycle.catalog import Catalog
-from consent_lifecycle.db.bulk import chunks, insert_new, plain_rows
+from consent_lifecycle.db.bulk import insert_new, plain_rows, select_frame
 from consent_lifecycle.db.engine import lock_company
 from consent_lifecycle.db.models import Connection, DeletionItem, DeletionReceipt, LegalHold
 from consent_lifecycle.ledger import Ledger
@@ -306,7 +307,7 @@ def _items(
     query = select(*[DeletionItem.__table__.c[c] for c in ITEM_COLUMNS]).order_by(*order).limit(limit)
     if statuses is not None:
         query = query.where(DeletionItem.status.in_(list(statuses)))
-    return _select(db, query, DeletionItem.company_id, company_ids, ITEM_COLUMNS)
+    return select_frame(db, query, DeletionItem.company_id, company_ids)
 
 
 def _planner_items(db: Db, company_ids: Sequence[str] | None) -> pd.DataFrame:
@@ -317,7 +318,7 @@ def _planner_items(db: Db, company_ids: Sequence[str] | None) -> pd.DataFrame:
         .where(DeletionItem.status.in_(OPEN), func.substr(DeletionItem.reason, 1, len(prefix)) == prefix)
         .order_by(DeletionItem.id)
     )
-    return _select(db, query, DeletionItem.company_id, company_ids, ITEM_COLUMNS)
+    return select_frame(db, query, DeletionItem.company_id, company_ids)
 
 
 def _hold_candidates(db: Db, company_ids: Sequence[str] | None) -> pd.DataFrame:
@@ -331,33 +332,21 @@ def _hold_candidates(db: Db, company_ids: Sequence[str] | None) -> pd.DataFrame:
         )
         .order_by(DeletionItem.id)
     )
-    return _select(db, query, DeletionItem.company_id, company_ids, ITEM_COLUMNS)
+    return select_frame(db, query, DeletionItem.company_id, company_ids)
 
 
 def _holds(db: Db, company_ids: Sequence[str] | None) -> pd.DataFrame:
     query = select(LegalHold.company_id, LegalHold.data_type).where(LegalHold.released_at.is_(None))
-    return _select(db, query, LegalHold.company_id, company_ids, ["company_id", "data_type"])
+    return select_frame(db, query, LegalHold.company_id, company_ids)
 
 
 def _connections(db: Db, company_ids: Sequence[str] | None) -> pd.DataFrame:
     query = select(Connection.id, Connection.company_id, Connection.source_type)
-    return _select(db, query, Connection.company_id, company_ids, ["id", "company_id", "source_type"])
-
-
-def _select(
-    db: Db, query: Any, column: Any, company_ids: Sequence[str] | None, names: list[str]
-) -> pd.DataFrame:
-    if company_ids is None:
-        rows = db.execute(query).all()
-    else:
-        rows = [
-            r for ids in chunks(list(company_ids)) for r in db.execute(query.where(column.in_(ids))).all()
-        ]
-    return pd.DataFrame.from_records(rows, columns=names)
+    return select_frame(db, query, Connection.company_id, company_ids)
 
 
 def _set_status(db: Db, ids: list[int], status: str, now: datetime, **values: Any) -> None:
-    for chunk in chunks(ids, 500):
+    for chunk in batched(ids, 500):
         db.execute(
             update(DeletionItem)
             .where(DeletionItem.id.in_(list(chunk)))

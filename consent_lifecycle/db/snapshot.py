@@ -11,7 +11,8 @@ import pandas as pd
 from sqlalchemy import Connection as DbConnection
 from sqlalchemy import Engine, String, func, select, type_coerce, update
 
-from consent_lifecycle.db.bulk import chunks, update_in, upsert_frame
+from consent_lifecycle.batching import batched
+from consent_lifecycle.db.bulk import CHUNK, update_in, upsert_frame
 from consent_lifecycle.db.models import Company, Connection
 from consent_lifecycle.db.types import UTCDateTime
 from consent_lifecycle.snapshot import Observation, merge_observation, vanished
@@ -55,7 +56,7 @@ def scan_observation(
         if not dry_run:
             _write_companies(db, observation.companies, now)
             _write_connections(db, merged, previous, now)
-            for ids in chunks(gone):
+            for ids in batched(gone, CHUNK):
                 db.execute(
                     update(Connection)
                     .where(Connection.id.in_(ids), Connection.deleted_at.is_(None))
@@ -185,7 +186,7 @@ def _read(db: DbConnection, columns: list[Any], by: Any, keys: Sequence[Any]) ->
     selected = [type_coerce(c, String).label(c.key) if isinstance(c.type, UTCDateTime) else c for c in columns]
     rows = [
         tuple(row)
-        for chunk in chunks(list(keys))
+        for chunk in batched(list(keys), CHUNK)
         for row in db.execute(select(*selected).where(by.in_(chunk))).all()
     ]
     frame = pd.DataFrame.from_records(rows, columns=[c.key for c in columns])

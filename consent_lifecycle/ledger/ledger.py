@@ -17,10 +17,11 @@ import pandas as pd
 from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
+from consent_lifecycle.batching import batched
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc, iso
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
-from consent_lifecycle.db.bulk import chunks
+from consent_lifecycle.db.bulk import CHUNK, select_frame
 from consent_lifecycle.db.engine import lock_company
 from consent_lifecycle.db.models import (
     Company,
@@ -213,12 +214,12 @@ class Ledger:
         each accepted grant's scope (`scope_types`, `scope_connections`) and existing consent (`consent_id`,
         None when new)."""
         ids = sorted(set(grants["company_id"]))
-        companies = _in_chunks(db, select(Company.id, Company.deleted_at), Company.id, ids)
-        consents = _in_chunks(
+        companies = select_frame(db, select(Company.id, Company.deleted_at), Company.id, ids)
+        consents = select_frame(
             db, select(Consent.id, Consent.company_id, Consent.product, Consent.status, Consent.updated_at),
             Consent.company_id, ids,
         )
-        snapshot = _in_chunks(
+        snapshot = select_frame(
             db,
             select(Connection.id, Connection.company_id, Connection.source_type, Connection.status,
                    Connection.deleted_at),
@@ -371,7 +372,7 @@ class Ledger:
                     for row in again
                 ],
             )
-            for ids in chunks([row["id"] for row in again]):
+            for ids in batched([row["id"] for row in again], CHUNK):
                 db.execute(delete(ConsentDataType).where(ConsentDataType.consent_id.in_(ids)))
                 db.execute(delete(ConsentConnection).where(ConsentConnection.consent_id.in_(ids)))
         types = [{"consent_id": g["consent_id"], "data_type": d} for g in grants for d in g["scope_types"]]
@@ -889,7 +890,7 @@ class Ledger:
             types = types.where(Consent.company_id == company_id)
             conns = conns.where(Consent.company_id == company_id)
         return ConsentState(
-            consents=_frame(db, consents), data_types=_frame(db, types), connections=_frame(db, conns)
+            consents=select_frame(db, consents), data_types=select_frame(db, types), connections=select_frame(db, conns)
         )
 
     def _events(self, db: Db, company_id: str | None) -> pd.DataFrame:
@@ -911,11 +912,6 @@ class Ledger:
         return scope_pairs(state.data_types, connections, self._snapshot(db, company_id))[
             ["product", "connection_id", "data_type"]
         ]
-
-
-def _frame(db: Db, query: Any) -> pd.DataFrame:
-    result = db.execute(query)
-    return pd.DataFrame.from_records(result.all(), columns=list(result.keys()))
 
 
 def _aware(value: datetime) -> datetime:
@@ -960,12 +956,6 @@ def _raise_first(plan: pd.DataFrame) -> None:
         )
 
 
-def _in_chunks(db: Db, query: Any, column: Any, keys: Sequence[str]) -> pd.DataFrame:
-    """`query` WHERE `column` IN `keys`, chunked, as one frame."""
-    rows = [tuple(row) for part in chunks(list(keys)) for row in db.execute(query.where(column.in_(part))).all()]
-    return pd.DataFrame.from_records(rows, columns=[c.key for c in query.selected_columns])
-
-
 __all__ = ["Ledger", "check_data_types"]
 
 
@@ -977,10 +967,5 @@ def load_events(db: Db, company_ids: Sequence[str] | None = None) -> pd.DataFram
     ).order_by(ConsentEvent.id)
     if company_ids is None:
         return events_frame([tuple(row) for row in db.execute(query).all()])
-    ids = list(company_ids)
-    rows = [
-        tuple(row)
-        for start in range(0, len(ids), 2000)
-        for row in db.execute(query.where(ConsentEvent.company_id.in_(ids[start : start + 2000]))).all()
-    ]
-    return events_frame(sorted(rows))
+    frame = select_frame(db, query, ConsentEvent.company_id, company_ids)
+    return events_frame(sorted(frame.itertuples(index=False, name=None)))

@@ -30,8 +30,9 @@ from typing import Any
 from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, and_, or_, select, update
 
+from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import as_utc, iso
-from consent_lifecycle.db.bulk import chunks, insert_new
+from consent_lifecycle.db.bulk import CHUNK, insert_new
 from consent_lifecycle.db.models import NOTIFICATION_STATUSES, Notification
 from consent_lifecycle.notify.channels import Channel, DeliveryError
 
@@ -64,7 +65,7 @@ def queue(db: Db, rows: list[dict[str, Any]], now: datetime) -> int:
     for row in rows:
         unique.setdefault(row["key"], row)
     known = {
-        key for keys in chunks(list(unique)) for key in db.execute(select(Notification.key).where(Notification.key.in_(keys))).scalars()
+        key for keys in batched(list(unique), CHUNK) for key in db.execute(select(Notification.key).where(Notification.key.in_(keys))).scalars()
     }
     fresh = [_row(row, now) for key, row in unique.items() if key not in known]  # a rerun queues none
     if not fresh:
@@ -190,7 +191,7 @@ def _mark_many(engine: Engine, outcomes: Sequence[tuple[dict[str, Any], dict[str
         for (claimed_by, claimed_at, _), (values, rows) in groups.items():
             ids = [row["id"] for row in rows]
             done: set[int] = set()
-            for chunk in chunks(ids):
+            for chunk in batched(ids, CHUNK):
                 done.update(
                     db.execute(
                         update(Notification)
