@@ -173,7 +173,7 @@ def findings_list(
     from consent_lifecycle.db.engine import make_engine
     from consent_lifecycle.db.migrate import upgrade
     from consent_lifecycle.db.models import FINDING_KINDS
-    from consent_lifecycle.db.reconcile import list_findings
+    from consent_lifecycle.reconcile.store import list_findings
 
     if kind is not None and kind not in FINDING_KINDS:
         raise _fail(f"unknown finding kind {kind!r}: expected one of {', '.join(FINDING_KINDS)}")
@@ -345,6 +345,7 @@ def run_retention(
 ) -> None:
     """Flow retention-enforcement: plan deletions, and with --execute delete what is due, with receipts."""
     from consent_lifecycle.db.migrate import upgrade
+    from consent_lifecycle.retention.summary import RetentionSummary
 
     company_ids = _company_ids(company)
     at = _iso_time(now)
@@ -363,21 +364,14 @@ def run_retention(
         )
     )
     summary = state.result(raise_on_failure=False)
-    if not isinstance(summary, dict):
+    if not isinstance(summary, RetentionSummary):
         raise _fail(f"retention-enforcement failed: {summary}", code=1)
-    body = {"state": state.name, "message": state.message, **summary}
+    body = {"state": state.name, "message": state.message, **summary.as_dict()}
     if as_json:
         _print_json(body)
     else:
-        typer.echo(f"retention as of {summary['as_of']}: {state.name} ({state.message})")
-        _print_table(
-            [
-                {"": k, "items": v}
-                for k, v in summary.items()
-                if isinstance(v, int) and not isinstance(v, bool)
-            ],
-            ["", "items"],
-        )
+        typer.echo(f"retention as of {summary.as_of}: {state.name} ({state.message})")
+        _print_table([{"": k, "items": v} for k, v in summary.counts().items()], ["", "items"])
     if state.is_failed():
         raise typer.Exit(1)
 
@@ -392,7 +386,7 @@ def deletions_list(
 ) -> None:
     """Deletion items: what, why, when due, and where each stands."""
     from consent_lifecycle.db.models import DELETION_STATUSES
-    from consent_lifecycle.db.retention import items
+    from consent_lifecycle.retention.store import items
 
     if status is not None and status not in DELETION_STATUSES:
         raise _fail(f"unknown status {status!r}: expected one of {', '.join(DELETION_STATUSES)}")
@@ -411,7 +405,7 @@ def deletions_receipts(
     as_json: JsonOption = False,
 ) -> None:
     """One receipt per executed deletion: what, when, why, the consents checked, Codat's answer, rows purged."""
-    from consent_lifecycle.db.retention import receipts
+    from consent_lifecycle.retention.store import receipts
 
     rows = [{**r, "executed_at": iso(r["executed_at"])} for r in receipts(_engine(_settings()), company)]
     if as_json:

@@ -15,7 +15,6 @@ from prefect.runtime import task_run
 
 from consent_lifecycle.catalog import Catalog, load_catalog
 from consent_lifecycle.clock import iso
-from consent_lifecycle.db import snapshot as store
 from consent_lifecycle.expiry import (
     CLASSES,
     NOTIFICATION_COLUMNS,
@@ -28,7 +27,7 @@ from consent_lifecycle.expiry import (
 )
 from consent_lifecycle.notify import outbox
 from consent_lifecycle.notify.channels import channel_from_settings
-from consent_lifecycle.snapshot import Observation, observe_dicts
+from consent_lifecycle.snapshot import Observation, observe_dicts, store
 from tasks.resources import codat_client, engine, settings
 
 BATCH = 500

@@ -19,8 +19,7 @@ from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.clock import iso
 from consent_lifecycle.codat import CodatClient, CodatError
 from consent_lifecycle.codat.models import SyncSetting
-from consent_lifecycle.db import reconcile as store
-from consent_lifecycle.reconcile import reconcile
+from consent_lifecycle.reconcile import reconcile, store
 from consent_lifecycle.reconcile.diff import PULL_COLUMNS, SETTING_COLUMNS
 from tasks.resources import codat_client, engine, settings
 

@@ -11,32 +11,31 @@ from prefect.variables import Variable
 
 from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.codat import CodatClient, CodatError
-from consent_lifecycle.db import retention as store
 from consent_lifecycle.notify.outbox import default_worker
+from consent_lifecycle.retention import store
+from consent_lifecycle.retention.execute import execute
+from consent_lifecycle.retention.gate import KILL_SWITCH, kill_switch_enabled
 from consent_lifecycle.retention.purge import SqlTablePurger
 from tasks.resources import codat_client, engine, settings
-
-KILL_SWITCH = "consent-deletions-enabled"
 
 
 @task(cache_policy=NO_CACHE)
 async def deletions_enabled() -> bool:
     """The operators' kill switch: the Prefect Variable `consent-deletions-enabled` (enabled when unset)."""
-    value = await Variable.aget(KILL_SWITCH, default=True)
-    return str(value).strip().lower() not in {"false", "0", "no", "off", "disabled"}
+    return kill_switch_enabled(await Variable.aget(KILL_SWITCH, default=True))
 
 
 @task(cache_policy=NO_CACHE)
-def plan_deletions(now: datetime, company_ids: list[str] | None) -> dict[str, Any]:
+def plan_deletions(now: datetime, company_ids: list[str] | None) -> store.Plan:
     """Open, cancel, hold and release deletion items for what no consent covers at `now` (idempotent)."""
     return store.plan(engine(), load_catalog(settings().catalog), now, company_ids)
 
 
 @task(cache_policy=NO_CACHE)
-def count_due(now: datetime, company_ids: list[str] | None) -> dict[str, Any]:
-    """How many planned items are due at `now` and the highest id among them (`store.Due`): a count, not
-    the ids (there can be hundreds of thousands)."""
-    return store.count_due(engine(), now, company_ids).as_dict()
+def count_due(now: datetime, company_ids: list[str] | None) -> store.Due:
+    """How many planned items are due at `now` and the highest id among them: a count, not the ids
+    (there can be hundreds of thousands)."""
+    return store.count_due(engine(), now, company_ids)
 
 
 @task(cache_policy=NO_CACHE)
@@ -58,16 +57,11 @@ async def execute_items(item_ids: list[int], now: datetime) -> list[dict[str, An
     purger = SqlTablePurger(settings().local_store_tables)
     worker = default_worker()
     async with codat_client() as codat:
+        deleter = _deleter(codat)
         return [
             (
-                await store.execute(
-                    engine(),
-                    catalog,
-                    item_id,
-                    now,
-                    delete_connection=_deleter(codat),
-                    purger=purger,
-                    worker=worker,
+                await execute(
+                    engine(), catalog, item_id, now, delete_connection=deleter, purger=purger, worker=worker
                 )
             ).as_dict()
             for item_id in item_ids

@@ -7,8 +7,7 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from consent_lifecycle.db import snapshot as store
-from consent_lifecycle.snapshot import Observation
+from consent_lifecycle.snapshot import Observation, store
 from tasks.resources import engine
 
 

@@ -27,10 +27,10 @@ from sqlalchemy import Engine, text
 
 from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.clock import parse_iso
-from consent_lifecycle.db import retention as store
 from consent_lifecycle.db.engine import make_engine
 from consent_lifecycle.db.migrate import upgrade
 from consent_lifecycle.ledger import Ledger
+from consent_lifecycle.retention import store
 from flows.connection_expiry_scan import connection_expiry_scan
 from tests.fixtures_sandbox import SANDBOX_NOW, sandbox_client
 

@@ -32,8 +32,8 @@ from consent_lifecycle.cli import app
 from consent_lifecycle.codat import CodatClient, CodatError, RetryPolicy
 from consent_lifecycle.db import make_engine
 from consent_lifecycle.db.migrate import upgrade
-from consent_lifecycle.db.snapshot import apply_observation
 from consent_lifecycle.snapshot import observe
+from consent_lifecycle.snapshot.store import apply_observation
 from tests.test_catalog import _duplicate_product, _set, base_document, dump
 from tests.test_cli_ledger import (
     ACCOUNTING,

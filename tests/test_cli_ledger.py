@@ -16,8 +16,8 @@ from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.codat.models import Company
 from consent_lifecycle.db import make_engine
 from consent_lifecycle.db.models import Consent, ConsentConnection, ConsentDataType, ConsentEvent, LegalHold
-from consent_lifecycle.db.snapshot import apply_observation
 from consent_lifecycle.snapshot import observe
+from consent_lifecycle.snapshot.store import apply_observation
 
 runner = CliRunner()
 app = cli.app

@@ -117,9 +117,8 @@ def test_a_reconfirmation_moves_the_expiry_and_so_the_key():
 
 
 def test_entitlements_exclude_a_connection_expired_at_that_time_until_reconfirmed(engine):
-    from consent_lifecycle.db import snapshot as store
     from consent_lifecycle.ledger import Ledger
-    from consent_lifecycle.snapshot import observe
+    from consent_lifecycle.snapshot import observe, store
     from tests.test_snapshot import BANK, COMPANY, CREATED, T0, company
 
     store.apply_observation(engine, observe([company()]), T0)  # the bank first seen Linked: authorized CREATED

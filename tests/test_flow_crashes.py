@@ -23,8 +23,8 @@ import pytest
 from consent_lifecycle.clock import iso
 from consent_lifecycle.db.engine import make_engine
 from consent_lifecycle.db.migrate import upgrade
-from consent_lifecycle.db.reconcile import list_findings
 from consent_lifecycle.notify.outbox import LEASE
+from consent_lifecycle.reconcile.store import list_findings
 from flows.connection_expiry_scan import connection_expiry_scan
 from flows.consent_reconciliation import consent_reconciliation
 from tests.fixtures_crash import (

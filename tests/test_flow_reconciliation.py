@@ -11,8 +11,8 @@ from consent_lifecycle.access import is_permitted, record_access
 from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.clock import iso, parse_iso
 from consent_lifecycle.db.engine import make_engine
-from consent_lifecycle.db.reconcile import list_findings
 from consent_lifecycle.ledger import Ledger
+from consent_lifecycle.reconcile.store import list_findings
 from flows.connection_expiry_scan import connection_expiry_scan
 from flows.consent_reconciliation import consent_reconciliation
 from tests.fixtures_sandbox import SANDBOX_NOW, sandbox_client

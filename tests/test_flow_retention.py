@@ -11,9 +11,9 @@ from sqlalchemy import text
 
 from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.clock import parse_iso
-from consent_lifecycle.db import retention as store
 from consent_lifecycle.db.engine import make_engine
 from consent_lifecycle.ledger import Ledger
+from consent_lifecycle.retention import store
 from flows.connection_expiry_scan import connection_expiry_scan
 from flows.retention_enforcement import retention_enforcement
 from tests.fixtures_sandbox import SANDBOX_NOW, sandbox_client
@@ -76,7 +76,7 @@ def test_scenario_5_lending_then_dashboard_revoked(world):
     ledger.revoke(company, "lending", actor="customer", channel="ui", at=t0, reason="loan repaid")
 
     state, summary = run(now=t0 + timedelta(days=1))
-    assert state.name == "Nothing due" and summary["planned_new"] >= len(LENDING_ONLY)
+    assert state.name == "Nothing due" and summary.planned_new >= len(LENDING_ONLY)
     planned = store.items(world["engine"], company, "planned")
     assert {i["data_type"] for i in planned} >= set(LENDING_ONLY)
     assert not {i["data_type"] for i in planned} & CATALOG.product("dashboard").required  # shared: kept
@@ -84,7 +84,7 @@ def test_scenario_5_lending_then_dashboard_revoked(world):
     assert {i["due_at"] for i in planned} == {t0 + timedelta(days=30)}
 
     state, summary = run(now=t0 + timedelta(days=30, hours=1))
-    assert state.is_completed() and summary["executed_done"] == len(planned)
+    assert state.is_completed() and summary.executed_done == len(planned)
     assert rows(world, "store_balance_sheets", company) == 0 and rows(world, "store_invoices", company) == 2
     assert rows(world, "store_balance_sheets", world["other"]) == 1  # another company's rows untouched
     receipts = store.receipts(world["engine"], company)
@@ -113,16 +113,16 @@ def test_granting_again_before_due_cancels_and_a_hold_holds(world):
     ledger.grant(company, "lending", connections=[world["xero"]], wording_version="v1", actor="customer",
                  channel="ui", at=t0 + timedelta(days=2))
     _, summary = run(now=t0 + timedelta(days=31))
-    assert summary["cancelled"] >= 3 and summary["due"] == 0
+    assert summary.cancelled >= 3 and summary.due == 0
     assert rows(world, "store_balance_sheets", company) == 2 and not store.receipts(world["engine"], company)
 
     ledger.revoke(company, "lending", actor="customer", channel="ui", at=t0 + timedelta(days=32), reason="again")
     hold = ledger.add_hold(company, reason="litigation", actor="legal", at=t0 + timedelta(days=32))
     _, summary = run(now=t0 + timedelta(days=70))
-    assert summary["held"] >= 3 and summary["due"] == 0 and rows(world, "store_balance_sheets", company) == 2
+    assert summary.held >= 3 and summary.due == 0 and rows(world, "store_balance_sheets", company) == 2
     ledger.release_hold(hold, at=t0 + timedelta(days=71))
     _, summary = run(now=t0 + timedelta(days=71))
-    assert summary["executed_done"] >= 3 and rows(world, "store_balance_sheets", company) == 0
+    assert summary.executed_done >= 3 and rows(world, "store_balance_sheets", company) == 0
 
 
 def test_dry_run_kill_switch_and_cap_delete_nothing(world):
@@ -133,7 +133,7 @@ def test_dry_run_kill_switch_and_cap_delete_nothing(world):
     later = SANDBOX_NOW + timedelta(days=31)
 
     state, summary = run(now=later, dry_run=True)
-    assert state.name == "Dry run" and summary["due"] >= 3
+    assert state.name == "Dry run" and summary.due >= 3
     state, _ = run(now=later, max_deletions=1)
     assert state.is_failed() and "exceed max_deletions=1" in state.message
     Variable.set("consent-deletions-enabled", False, overwrite=True)
@@ -144,4 +144,4 @@ def test_dry_run_kill_switch_and_cap_delete_nothing(world):
         Variable.set("consent-deletions-enabled", True, overwrite=True)
     assert not store.receipts(world["engine"]) and rows(world, "store_balance_sheets", company) == 2
     state, summary = run(now=later)
-    assert state.is_completed() and summary["executed_done"] >= 3
+    assert state.is_completed() and summary.executed_done >= 3

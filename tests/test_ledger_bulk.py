@@ -14,9 +14,8 @@ from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.codat.models import Company
 from consent_lifecycle.db import make_engine, upgrade
 from consent_lifecycle.db import models as m
-from consent_lifecycle.db import snapshot as store
 from consent_lifecycle.ledger import ConsentError, Ledger
-from consent_lifecycle.snapshot import observe
+from consent_lifecycle.snapshot import observe, store
 
 CATALOG = load_catalog()
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -12,11 +12,10 @@ from sqlalchemy import select
 
 from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.db import make_engine
-from consent_lifecycle.db import snapshot as store
 from consent_lifecycle.db.models import Consent, ConsentEvent
 from consent_lifecycle.ledger import ConsentError, Ledger
 from consent_lifecycle.ledger.replay import events_frame, replay
-from consent_lifecycle.snapshot import observe
+from consent_lifecycle.snapshot import observe, store
 from tests.test_snapshot import ACCOUNTING, BANK, COMPANY, company
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -10,10 +10,9 @@ from sqlalchemy import func, select
 
 from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.db import make_engine
-from consent_lifecycle.db import snapshot as store
 from consent_lifecycle.db.models import ConsentEvent
 from consent_lifecycle.ledger import ConsentError, Impact, Ledger
-from consent_lifecycle.snapshot import observe
+from consent_lifecycle.snapshot import observe, store
 from tests.test_snapshot import BANK, COMPANY, company
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

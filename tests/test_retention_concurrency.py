@@ -18,11 +18,12 @@ from sqlalchemy import text
 from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.codat.models import Company
 from consent_lifecycle.db import make_engine
-from consent_lifecycle.db import retention as store
-from consent_lifecycle.db import snapshot as snapshots
 from consent_lifecycle.db.engine import lock_company
 from consent_lifecycle.ledger import Ledger
+from consent_lifecycle.retention import store
+from consent_lifecycle.retention.execute import execute
 from consent_lifecycle.snapshot import observe
+from consent_lifecycle.snapshot import store as snapshots
 
 pytestmark = pytest.mark.postgres
 CATALOG = load_catalog()
@@ -72,7 +73,7 @@ def worker(url: str, seed_: int) -> dict[str, int]:
     random.Random(seed_).shuffle(ids)
     counts: dict[str, int] = {"codat_calls": 0}
     for item in ids:
-        outcome = asyncio.run(store.execute(engine, CATALOG, item, LATER, delete_connection=delete_connection,
+        outcome = asyncio.run(execute(engine, CATALOG, item, LATER, delete_connection=delete_connection,
                                             purger=NoLocalStore(), worker=f"w{seed_}"))
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     counts["codat_calls"] = calls
@@ -127,7 +128,7 @@ def test_whichever_commits_first_wins_every_time(postgres_url, first):
                                             actor="c", channel="ui", at=LATER - timedelta(hours=1))
 
         def delete(item=item, results=results):
-            results["deletion"] = asyncio.run(store.execute(
+            results["deletion"] = asyncio.run(execute(
                 engine, CATALOG, item["id"], LATER, delete_connection=delete_connection, purger=NoLocalStore(),
                 worker="racer",
             ))

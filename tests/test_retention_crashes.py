@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from consent_lifecycle.clock import iso
-from consent_lifecycle.db import retention as store
 from consent_lifecycle.db.engine import make_engine
+from consent_lifecycle.retention import store
 from tests.fixtures_crash import (
     CONSENT,
     DELETE_CONNECTION,

@@ -9,8 +9,9 @@ from datetime import timedelta
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from consent_lifecycle.db import retention as store
 from consent_lifecycle.ledger import ConsentError
+from consent_lifecycle.retention import store
+from consent_lifecycle.retention.execute import Outcome, execute
 from tests.test_ledger_properties import CATALOG, T0, Model, _ops, ledger, new_company, run  # noqa: F401
 
 deleted_at_codat: list[tuple[str, str]] = []
@@ -26,11 +27,11 @@ async def delete_connection(company_id: str, connection_id: str) -> int:
     return 200
 
 
-def retention_run(book, company_id: str, now) -> list[store.Outcome]:
+def retention_run(book, company_id: str, now) -> list[Outcome]:
     """Plan and execute every due item of the company at `now`, as the flow does; the items done."""
     store.plan(book.engine, CATALOG, now, [company_id])
     outcomes = [
-        asyncio.run(store.execute(book.engine, CATALOG, item, now, delete_connection=delete_connection,
+        asyncio.run(execute(book.engine, CATALOG, item, now, delete_connection=delete_connection,
                                   purger=NoLocalStore(), worker="property"))
         for item in store.due_items(book.engine, now, company_ids=[company_id])
     ]

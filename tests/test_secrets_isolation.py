@@ -31,9 +31,9 @@ from consent_lifecycle import cli
 from consent_lifecycle.codat import CodatClient, CodatError, RetryPolicy
 from consent_lifecycle.db import make_engine
 from consent_lifecycle.db.models import ConsentEvent
-from consent_lifecycle.db.snapshot import apply_observation
 from consent_lifecycle.settings import Settings
 from consent_lifecycle.snapshot import observe
+from consent_lifecycle.snapshot.store import apply_observation
 from consent_lifecycle.webhook_receiver import create_receiver
 from tests.fixtures_sandbox import sandbox_client
 from tests.test_cli_ledger import (

@@ -8,10 +8,9 @@ import pandas as pd
 from sqlalchemy import select
 
 from consent_lifecycle.codat.models import Company
-from consent_lifecycle.db import snapshot as store
 from consent_lifecycle.db.models import Company as CompanyRow
 from consent_lifecycle.db.models import Connection as ConnectionRow
-from consent_lifecycle.snapshot import merge_observation, observe
+from consent_lifecycle.snapshot import merge_observation, observe, store
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 CREATED = datetime(2026, 6, 1, tzinfo=UTC)

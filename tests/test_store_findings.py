@@ -8,8 +8,8 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from consent_lifecycle.db import models as m
-from consent_lifecycle.db.reconcile import store_findings
 from consent_lifecycle.reconcile.diff import FINDING_COLUMNS
+from consent_lifecycle.reconcile.store import store_findings
 
 NIGHT_1 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 NIGHT_2 = NIGHT_1 + timedelta(days=1)

@@ -15,7 +15,7 @@ from consent_lifecycle.batching import batched
 from consent_lifecycle.db.bulk import CHUNK, update_in, upsert_frame
 from consent_lifecycle.db.models import Company, Connection
 from consent_lifecycle.db.types import UTCDateTime
-from consent_lifecycle.snapshot import Observation, merge_observation, vanished
+from consent_lifecycle.snapshot.observe import Observation, merge_observation, vanished
 
 
 @dataclass(frozen=True)

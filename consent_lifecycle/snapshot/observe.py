@@ -2,7 +2,7 @@
 
 Codat gives no expiry time and no history, so the snapshot keeps what the expiry model needs: when each
 connection was last authorized, detected from status transitions between observations. Pure functions
-over DataFrames; the database side lives in `consent_lifecycle.db.snapshot`.
+over DataFrames; the database side lives in `consent_lifecycle.snapshot.store`.
 """
 
 from __future__ import annotations
