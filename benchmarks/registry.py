@@ -13,12 +13,12 @@ outcome read from the summary it returns, and what it needs first:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-Summary = Mapping[str, Any]
+Summary = Any  # what the flow returns: a mapping (scan) or a summary dataclass (reconciliation, retention)
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,11 @@ def _reconciliation_parameters(now: datetime) -> dict[str, Any]:
 
 
 def _reconciliation_outcome(summary: Summary) -> str:
-    findings = sum(summary["findings"].values())
+    findings = sum(summary.findings.values())
     return (
-        f"{summary['pulls_read']} pulls read, {findings} findings, "
-        f"{summary['sync_settings_set']} settings set, {summary['pulls_queued']} pulls queued, "
-        f"{summary['deletion_items_opened']} deletion items"
+        f"{summary.pulls_read} pulls read, {findings} findings, "
+        f"{summary.sync_settings_set} settings set, {summary.pulls_queued} pulls queued, "
+        f"{summary.deletion_items_opened} deletion items"
     )
 
 
@@ -72,7 +72,7 @@ def _retention_parameters(now: datetime) -> dict[str, Any]:
 
 
 def _retention_outcome(summary: Summary) -> str:
-    return f"{summary['planned_new']} planned, {summary['due']} due, {summary['held']} held (dry run)"
+    return f"{summary.planned_new} planned, {summary.due} due, {summary.held} held (dry run)"
 
 
 FLOWS: dict[str, FlowSpec] = {

@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 import sys
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -34,6 +34,9 @@ from consent_lifecycle.cli import (
 )
 from consent_lifecycle.clock import day_slices, iso, utcnow
 from consent_lifecycle.settings import Settings
+
+if TYPE_CHECKING:
+    from consent_lifecycle.reconcile.summary import ReconciliationSummary
 
 DEPLOYMENT = "consent-reconciliation/consent-reconciliation"
 CompanyOption = Annotated[
@@ -61,7 +64,7 @@ def run_reconcile(
     at = _iso_time(now)
     summary = _reconcile(_codat_settings(), company_ids=company_ids, now=at, dry_run=dry_run)
     if as_json:
-        _print_json(summary)
+        _print_json(summary.as_dict())
         return
     _print_reconciliation(summary)
 
@@ -111,8 +114,8 @@ def backfill_reconcile(
                     {
                         "window_start": iso(slice_start),
                         "window_end": iso(slice_end),
-                        "new": summary["new"],
-                        **summary["findings"],
+                        "new": summary.new,
+                        **summary.findings,
                     }
                 )
     if as_json:
@@ -296,7 +299,7 @@ def _codat_settings() -> Settings:
     return settings
 
 
-def _reconcile(settings: Settings, **parameters: Any) -> dict[str, Any]:
+def _reconcile(settings: Settings, **parameters: Any) -> ReconciliationSummary:
     from consent_lifecycle.codat import CodatError
     from consent_lifecycle.db.migrate import upgrade
     from flows.consent_reconciliation import consent_reconciliation
@@ -308,17 +311,17 @@ def _reconcile(settings: Settings, **parameters: Any) -> dict[str, Any]:
         raise _fail(str(exc), code=1) from None
 
 
-def _print_reconciliation(summary: dict[str, Any]) -> None:
+def _print_reconciliation(summary: ReconciliationSummary) -> None:
     typer.echo(
-        f"reconciliation as of {summary['as_of']}{' (dry run)' if summary['dry_run'] else ''}: "
-        f"{summary['companies']} companies, {summary['pulls_read']} pulls read, {summary['new']} new findings, "
-        f"{summary['resolved']} resolved"
+        f"reconciliation as of {summary.as_of}{' (dry run)' if summary.dry_run else ''}: "
+        f"{summary.companies} companies, {summary.pulls_read} pulls read, {summary.new} new findings, "
+        f"{summary.resolved} resolved"
     )
-    _print_table([{"finding": k, "count": v} for k, v in summary["findings"].items()], ["finding", "count"])
+    _print_table([{"finding": k, "count": v} for k, v in summary.findings.items()], ["finding", "count"])
     typer.echo(
-        f"remediation: sync settings set for {summary['sync_settings_set']} of {summary['sync_settings_to_set']} "
-        f"companies, {summary['pulls_queued']} of {summary['pulls_to_queue']} missing pulls queued, "
-        f"{summary['deletion_items_opened']} deletion items opened"
+        f"remediation: sync settings set for {summary.sync_settings_set} of {summary.sync_settings_to_set} "
+        f"companies, {summary.pulls_queued} of {summary.pulls_to_queue} missing pulls queued, "
+        f"{summary.deletion_items_opened} deletion items opened"
     )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import datetime
-from typing import Any
 
 import pandas as pd
 from prefect import flow
@@ -26,9 +25,9 @@ from prefect.runtime import flow_run
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import iso, utcnow
-from consent_lifecycle.db.models import FINDING_KINDS
+from consent_lifecycle.reconcile.summary import BatchReport, ReconciliationSummary, Remediation
 from flows.task_runner import task_runner
-from tasks.reconcile import fetch_codat_state, list_companies, reconcile_batch, remediate
+from tasks.reconciliation import fetch_codat_state, list_companies, reconcile_batch, remediate
 
 #: rows in each table artifact
 REPORT_ROWS = 1000
@@ -56,7 +55,7 @@ async def consent_reconciliation(
     now: datetime | None = None,
     dry_run: bool = False,
     batch_size: int = 2000,
-) -> dict[str, Any]:
+) -> ReconciliationSummary:
     now = now or utcnow()
     if window_start and window_end and window_start >= window_end:
         raise ValueError(f"window_start {iso(window_start)} is not before window_end {iso(window_end)}")
@@ -64,7 +63,8 @@ async def consent_reconciliation(
     progress = await create_progress_artifact(
         0.0, key="reconciliation-progress", description="Batches reconciled"
     )
-    results, remediations = [], []
+    reports: list[BatchReport] = []
+    remediations: list[Remediation] = []
     # a pipeline on the task runner: the next FETCHES_AHEAD batches' Codat state is read while this one is
     # reconciled, and a batch is remediated at Codat while the next are read and reconciled. The fetches
     # are the longest step (on a steady night nearly all of the run): two in flight keep both cores busy.
@@ -80,50 +80,22 @@ async def consent_reconciliation(
         if remediating is not None:
             remediations.append(remediating.result())
             remediating = None
-        if not dry_run and (not result["sync_settings"].empty or not result["queue"].empty):
-            remediating = remediate.submit(batch, result["sync_settings"], result["queue"])
-        results.append(_reported(result))
+        if not dry_run and result.needs_remediation:
+            remediating = remediate.submit(batch, result.reconciliation.sync_settings, result.reconciliation.queue)
+        reports.append(result.report(REPORT_ROWS))
         await update_progress_artifact(progress, 100.0 * done / len(batches))
     if remediating is not None:
         remediations.append(remediating.result())
-    summary = _summary(results, remediations, now, window_start, window_end, dry_run)
-    await _report(results, summary)
-    return summary
-
-
-def _reported(result: dict[str, Any]) -> dict[str, Any]:
-    """What the summary and the report keep of a batch: its counts, findings by (kind, company), the
-    companies whose sync settings were set and at most REPORT_ROWS pulls queued (not the batch's frames)."""
-    kept = {k: v for k, v in result.items() if k not in ("findings", "sync_settings", "queue")}
-    kept["findings_by_company"] = (
-        result["findings"].groupby(["kind", "company_id"]).size().rename("findings").reset_index()
+    summary = ReconciliationSummary.combine(
+        reports, remediations, now=now, window_start=window_start, window_end=window_end, dry_run=dry_run
     )
-    kept["settings_companies"] = sorted(set(result["sync_settings"]["company_id"]))
-    kept["queued"] = len(result["queue"])
-    kept["queue_rows"] = result["queue"].head(REPORT_ROWS).to_dict("records")
-    return kept
-
-
-def _summary(results, remediations, now, window_start, window_end, dry_run) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "as_of": iso(now),
-        "window_start": iso(window_start),
-        "window_end": iso(window_end),
-        "dry_run": dry_run,
-    }
-    for key in ("companies", "gone_at_codat", "pulls_read", "new", "resolved", "deletion_items_opened"):
-        summary[key] = sum(r.get(key, 0) for r in results)
-    summary["findings"] = {k: sum(r["by_kind"].get(k, 0) for r in results) for k in FINDING_KINDS}
-    summary["sync_settings_to_set"] = sum(len(r["settings_companies"]) for r in results)
-    summary["pulls_to_queue"] = sum(r["queued"] for r in results)
-    summary["sync_settings_set"] = sum(r["sync_settings_set"] for r in remediations)
-    summary["pulls_queued"] = sum(r["pulls_queued"] for r in remediations)
+    await _report(reports, summary)
     return summary
 
 
-async def _report(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+async def _report(results: list[BatchReport], summary: ReconciliationSummary) -> None:
     """What the operator sees: findings by kind and company, the remediations, and the counts."""
-    findings = [r["findings_by_company"] for r in results if not r["findings_by_company"].empty]
+    findings = [r.findings_by_company for r in results if not r.findings_by_company.empty]
     table = (
         # batches hold disjoint companies: their (kind, company) counts, sorted together, are the whole run's
         pd.concat(findings).sort_values(["kind", "company_id"]).reset_index(drop=True)
@@ -133,7 +105,7 @@ async def _report(results: list[dict[str, Any]], summary: dict[str, Any]) -> Non
     await create_table_artifact(
         key="reconciliation-findings",
         table=table.head(REPORT_ROWS).to_dict("records"),
-        description=f"Findings by kind and company at {summary['as_of']}",
+        description=f"Findings by kind and company at {summary.as_of}",
     )
     remediations = [
         {
@@ -142,31 +114,31 @@ async def _report(results: list[dict[str, Any]], summary: dict[str, Any]) -> Non
             "connection_id": row["connection_id"],
         }
         for r in results
-        for row in r["queue_rows"]
+        for row in r.queue_rows
     ][:REPORT_ROWS] + [
         {"company_id": c, "action": "set sync settings", "connection_id": None}
         for r in results
-        for c in r["settings_companies"]
+        for c in r.settings_companies
     ]
     await create_table_artifact(
         key="reconciliation-remediations",
         table=remediations[:REPORT_ROWS],
-        description="Remediations" + (" planned (dry run)" if summary["dry_run"] else " done"),
+        description="Remediations" + (" planned (dry run)" if summary.dry_run else " done"),
     )
     lines = [
-        f"# Consent reconciliation, {summary['as_of']}" + (" (dry run)" if summary["dry_run"] else ""),
+        f"# Consent reconciliation, {summary.as_of}" + (" (dry run)" if summary.dry_run else ""),
         "",
     ]
-    if summary["window_start"] or summary["window_end"]:
-        lines += [f"Window: {summary['window_start'] or 'start'} to {summary['window_end'] or 'now'}", ""]
-    lines += ["| finding | count |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary["findings"].items()]
+    if summary.window_start or summary.window_end:
+        lines += [f"Window: {summary.window_start or 'start'} to {summary.window_end or 'now'}", ""]
+    lines += ["| finding | count |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary.findings.items()]
     lines += [
         "",
-        f"Companies checked: {summary['companies']}; pulls read: {summary['pulls_read']}",
+        f"Companies checked: {summary.companies}; pulls read: {summary.pulls_read}",
         (
-            f"Sync settings set: {summary['sync_settings_set']} of {summary['sync_settings_to_set']}; "
-            f"pulls queued: {summary['pulls_queued']} of {summary['pulls_to_queue']}; "
-            f"deletion items opened: {summary['deletion_items_opened']}"
+            f"Sync settings set: {summary.sync_settings_set} of {summary.sync_settings_to_set}; "
+            f"pulls queued: {summary.pulls_queued} of {summary.pulls_to_queue}; "
+            f"deletion items opened: {summary.deletion_items_opened}"
         ),
     ]
     await create_markdown_artifact(key="reconciliation-summary", markdown="\n".join(lines))

@@ -186,11 +186,11 @@ def test_reconciliation_killed_at_a_random_point_the_next_run_queues_each_pull_o
     planned = asyncio.run(consent_reconciliation(now=RECONCILE_AT, dry_run=True))
     reads = requests_total(fresh_sandbox)  # a dry run reads what the real run reads, and changes nothing
     clear_requests(fresh_sandbox)
-    assert planned["pulls_to_queue"] >= 5 and planned["sync_settings_to_set"] >= 5, planned
+    assert planned.pulls_to_queue >= 5 and planned.sync_settings_to_set >= 5, planned
 
     env = cli_env()
     rng = random.Random(f"reconcile-crash-{trial}")
-    k = rng.randint(0, reads + planned["pulls_to_queue"] + planned["sync_settings_to_set"])
+    k = rng.randint(0, reads + planned.pulls_to_queue + planned.sync_settings_to_set)
     delay = rng.uniform(1.0, 5.0)
     process = start([CONSENT, "run", "reconcile", "--now", iso(RECONCILE_AT), "--json"], env)
     if k == 0:  # during start-up, or wherever the run has got to by then
@@ -200,7 +200,7 @@ def test_reconciliation_killed_at_a_random_point_the_next_run_queues_each_pull_o
     killed = process.returncode == -signal.SIGKILL
     queued_before = sum(queued_at_codat(fresh_sandbox).values())
     print(f"trial {trial}: {'killed' if killed else 'not killed (ended first)'} at request {k} "
-          f"(or {delay:.1f} s), {queued_before} of {planned['pulls_to_queue']} pulls queued")
+          f"(or {delay:.1f} s), {queued_before} of {planned.pulls_to_queue} pulls queued")
 
     set_clock(fresh_sandbox, RECONCILE_NEXT)
     finished = run_to_end([CONSENT, "run", "reconcile", "--now", iso(RECONCILE_NEXT), "--json"], env)
@@ -208,11 +208,11 @@ def test_reconciliation_killed_at_a_random_point_the_next_run_queues_each_pull_o
 
     queued = queued_at_codat(fresh_sandbox)
     assert all(n == 1 for n in queued.values()), [key for key, n in queued.items() if n > 1]
-    assert sum(queued.values()) == planned["pulls_to_queue"]
-    assert summary["pulls_queued"] == planned["pulls_to_queue"] - queued_before
+    assert sum(queued.values()) == planned.pulls_to_queue
+    assert summary["pulls_queued"] == planned.pulls_to_queue - queued_before
     with engine.connect() as db:  # exactly the pulls found missing were queued
         missing = {tuple(f["key"].split(":")[1:]) for f in list_findings(db, kind="missing_pull")}
     assert missing == set(queued)
     # nothing lost: the sync settings at Codat are exactly the entitled types, and no pull is left to queue
     after = asyncio.run(consent_reconciliation(now=RECONCILE_NEXT, dry_run=True))
-    assert after["sync_settings_to_set"] == 0 and after["pulls_to_queue"] == 0, after
+    assert after.sync_settings_to_set == 0 and after.pulls_to_queue == 0, after

@@ -130,7 +130,7 @@ def test_with_api_faults_reconciliation_ends_as_without(flow_env, fresh_sandbox,
     clean_summary = asyncio.run(consent_reconciliation(now=RECONCILE_AT))
     clean = reconciliation_outcome(fresh_sandbox, engine)
     queued = sum(len(p) for p in clean["queued_pulls"].values())
-    assert queued >= 5 and clean_summary["sync_settings_set"] >= 5, clean_summary
+    assert queued >= 5 and clean_summary.sync_settings_set >= 5, clean_summary
     assert {f["kind"] for f in clean["findings"]} >= {
         "unconsented_sync_setting", "unconsented_pull", "missing_pull"
     } and clean["deletion_items"], "the fault-free run found too little to compare"

@@ -99,7 +99,7 @@ def test_dashboard_then_lending_then_revocation(world):
     summary = world.run(t1, company_ids=[company])
     assert world.scheduled(company) == set(DASHBOARD)
     assert {f["data_type"] for f in world.findings(company, "unconsented_sync_setting")} == seeded - DASHBOARD
-    assert summary["sync_settings_set"] == 1
+    assert summary.sync_settings_set == 1
     unconsented = {f["data_type"] for f in world.findings(company, "unconsented_pull")}
     assert unconsented and not unconsented & set(DASHBOARD)  # history pulled types nobody consented to
 
@@ -189,7 +189,7 @@ def test_an_expired_open_banking_connection_gets_nothing_queued(world):
     assert [
         p["id"] for p in world.pulls(company, first_link(bank)) if p["connectionId"] == bank["id"]
     ] == on_bank
-    assert summary["pulls_queued"] == 0
+    assert summary.pulls_queued == 0
     assert not world.scheduled(company) & {"banking-transactions", "banking-accounts"}
     late = world.findings(company, "pull_on_expired_connection")
     assert all(parse_iso(f["detail"]["expired_at"]) <= expired for f in late)
@@ -213,5 +213,5 @@ def test_rerunning_the_same_window_changes_nothing(world):
     second = world.run(SANDBOX_NOW, **window)
     with world.engine.connect() as db:
         assert list_findings(db) == before
-    assert first["new"] > 0 and second["new"] == 0 and first["findings"] == second["findings"]
-    assert first["pulls_queued"] == second["pulls_queued"] == 0  # a past window checks, it does not pull
+    assert first.new > 0 and second.new == 0 and first.findings == second.findings
+    assert first.pulls_queued == second.pulls_queued == 0  # a past window checks, it does not pull

@@ -53,7 +53,7 @@ def test_the_reconciliation_on_a_process_pool_ends_as_on_threads(flow_env, fresh
     engine = reconciliation_world(fresh_sandbox, sqlite_url)
     on_threads = asyncio.run(consent_reconciliation(now=RECONCILE_AT, **batches))
     expected = reconciliation_outcome(fresh_sandbox, engine)
-    assert on_threads["pulls_queued"] and on_threads["sync_settings_set"], on_threads
+    assert on_threads.pulls_queued and on_threads.sync_settings_set, on_threads
 
     reset_sandbox(fresh_sandbox)
     engine = reconciliation_world(fresh_sandbox, fresh_database(flow_env, tmp_path, "processes.db"))

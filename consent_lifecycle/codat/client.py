@@ -13,11 +13,11 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter
 
 from consent_lifecycle.codat import network
 from consent_lifecycle.codat.auth import CodatKeyAuth
@@ -27,22 +27,33 @@ from consent_lifecycle.codat.models import (
     CompanySyncSettings,
     Connection,
     DataStatus,
-    ErrorMessage,
-    LeanCompanyPage,
     Page,
     PullOperation,
     SyncSetting,
 )
-from consent_lifecycle.codat.retry import NOT_PROCESSED_STATUSES, RetryPolicy, parse_retry_after
+from consent_lifecycle.codat.responses import (
+    check_page,
+    company_dicts,
+    error_from,
+    parse_model,
+    parse_with,
+)
+from consent_lifecycle.codat.retry import (
+    NOT_PROCESSED_STATUSES,
+    RetryPolicy,
+    outcome_unknown,
+    parse_retry_after,
+)
 
 log = logging.getLogger("consent_lifecycle.codat")
 
 M = TypeVar("M", bound=BaseModel)
 
 MAX_PAGE_SIZE = 5000
+#: in Codat's 400 answer to a queue request for a data type whose pull is still running
+ALREADY_IN_PROGRESS = "AlreadyInProgress"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _DATA_STATUSES = TypeAdapter(dict[str, DataStatus | None])
-_LEAN_COMPANY_PAGE = TypeAdapter(LeanCompanyPage)
 
 
 class CodatClient:
@@ -173,7 +184,7 @@ class CodatClient:
             else:
                 if response.is_success:
                     return response
-                last_error = _error_from(response, method, path)
+                last_error = error_from(response, method, path)
                 cause = last_error
                 retryable = response.status_code in self.retry.statuses
                 if not retryable or not (safe or response.status_code in NOT_PROCESSED_STATUSES):
@@ -201,7 +212,7 @@ class CodatClient:
 
     async def _get(self, path: str, model: type[M], params: Mapping[str, Any] | None = None) -> M:
         response = await self.request("GET", path, params=params)
-        return _parse(response, model, "GET", path)
+        return parse_model(response, model, "GET", path)
 
     # -- paging ------------------------------------------------------------------------------------
 
@@ -217,8 +228,8 @@ class CodatClient:
         size = page_size or self.page_size
         query = {**(params or {}), "page": page, "pageSize": size}
         response = await self.request("GET", path, params=_drop_none(query))
-        parsed = _parse(response, Page[model], "GET", path)  # type: ignore[valid-type]
-        _check_page(parsed, page, size, "GET", path)
+        parsed = parse_model(response, Page[model], "GET", path)  # type: ignore[valid-type]
+        check_page(parsed, page, size, "GET", path)
         return parsed
 
     async def iter_pages(
@@ -295,7 +306,7 @@ class CodatClient:
 
         async def parse(arrived: Awaitable[tuple[int, httpx.Response]]) -> tuple[int, list[dict[str, Any]]]:
             number, response = await arrived
-            return number, await asyncio.to_thread(_company_dicts, response, number, size)
+            return number, await asyncio.to_thread(company_dicts, response, number, size)
 
         in_flight = [asyncio.ensure_future(fetch(number)) for number in numbers]
         try:
@@ -316,7 +327,7 @@ class CodatClient:
     ) -> Company:
         body = _drop_none({"name": name, "description": description, "tags": dict(tags) if tags else None})
         response = await self.request("POST", "/companies", json=body)
-        return _parse(response, Company, "POST", "/companies")
+        return parse_model(response, Company, "POST", "/companies")
 
     async def delete_company(self, company_id: str) -> None:
         await self.request("DELETE", f"/companies/{_seg(company_id)}")
@@ -333,12 +344,12 @@ class CodatClient:
     async def create_connection(self, company_id: str, platform_key: str) -> Connection:
         path = f"/companies/{_seg(company_id)}/connections"
         response = await self.request("POST", path, json={"platformKey": platform_key})
-        return _parse(response, Connection, "POST", path)
+        return parse_model(response, Connection, "POST", path)
 
     async def unlink_connection(self, company_id: str, connection_id: str) -> Connection:
         path = f"/companies/{_seg(company_id)}/connections/{_seg(connection_id)}"
         response = await self.request("PATCH", path, json={"status": "Unlinked"})
-        return _parse(response, Connection, "PATCH", path)
+        return parse_model(response, Connection, "PATCH", path)
 
     async def delete_connection(self, company_id: str, connection_id: str) -> int:
         """Delete a connection and the data Codat holds for it; returns the HTTP status (200)."""
@@ -364,7 +375,7 @@ class CodatClient:
     async def get_data_status(self, company_id: str) -> dict[str, DataStatus]:
         path = f"/companies/{_seg(company_id)}/dataStatus"
         response = await self.request("GET", path)
-        statuses = _parse_adapter(response, _DATA_STATUSES, "GET", path)
+        statuses = parse_with(response, _DATA_STATUSES, "GET", path)
         return {key: value for key, value in statuses.items() if value is not None}
 
     async def refresh_all(self, company_id: str) -> None:
@@ -377,7 +388,28 @@ class CodatClient:
         already in progress is refused by Codat, so a duplicate cannot start a second pull)."""
         path = f"/companies/{_seg(company_id)}/data/queue/{_seg(data_type)}"
         response = await self.request("POST", path, params=_drop_none({"connectionId": connection_id}))
-        return _parse(response, PullOperation, "POST", path)
+        return parse_model(response, PullOperation, "POST", path)
+
+    async def queue_pull_once(self, company_id: str, data_type: str, *, connection_id: str) -> bool:
+        """Queue one pull of `data_type` on the connection, at most once: True if this call queued it, False
+        if one was already in progress. `queue_data_type` resends only when Codat surely did not act (429,
+        no connection); after an answer that leaves it unknown (5xx, 408, a timeout once sent) it is resent
+        here: Codat refuses a second pull of a type in progress, so the resend cannot start a second one,
+        and its refusal then means the unknown attempt did queue it."""
+        unknown = False
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                await self.queue_data_type(company_id, data_type, connection_id=connection_id)
+            except CodatError as exc:
+                if exc.status_code == 400 and ALREADY_IN_PROGRESS in str(exc):
+                    return unknown
+                if attempt == self.retry.max_attempts or not outcome_unknown(exc):
+                    raise
+                unknown = True
+                await asyncio.sleep(self.retry.backoff(attempt, self._rng))
+            else:
+                return True
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def list_pull_operations(
         self, company_id: str, *, query: str | None = None, order_by: str | None = None, page_size: int = 5000
@@ -400,114 +432,3 @@ def _seg(value: str) -> str:
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
-
-
-def _json(response: httpx.Response, method: str, path: str) -> Any:
-    try:
-        return response.json()
-    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
-        snippet = response.text[:80]
-        raise CodatError(
-            f"response is not JSON (content-type {response.headers.get('content-type')!r}, body {snippet!r})",
-            status_code=response.status_code,
-            method=method,
-            path=path,
-        ) from None
-
-
-def _invalid(exc: ValidationError, response: httpx.Response, method: str, path: str) -> CodatError:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    value = first.get("input")
-    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return CodatError(
-        f"invalid response: {where}: {first['msg']} (got {shown}){more}",
-        status_code=response.status_code,
-        method=method,
-        path=path,
-    )
-
-
-def _parse(response: httpx.Response, model: type[M], method: str, path: str) -> M:
-    try:  # the common case, parsed and validated in one pass by pydantic-core (no Python objects between)
-        return model.model_validate_json(response.content)
-    except ValidationError:
-        pass  # the body is not JSON, or not valid: the path below says why, exactly as it always has
-    body = _json(response, method, path)
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise _invalid(exc, response, method, path) from None
-
-
-def _parse_adapter(response: httpx.Response, adapter: TypeAdapter[Any], method: str, path: str) -> Any:
-    try:
-        return adapter.validate_json(response.content)
-    except ValidationError:
-        pass
-    body = _json(response, method, path)
-    try:
-        return adapter.validate_python(body)
-    except ValidationError as exc:
-        raise _invalid(exc, response, method, path) from None
-
-
-def _company_dicts(response: httpx.Response, number: int, size: int) -> list[dict[str, Any]]:
-    """The companies of one `/companies` page as dicts (see `CodatClient.company_pages_as_dicts`)."""
-    try:
-        body = _LEAN_COMPANY_PAGE.validate_json(response.content)
-    except ValidationError:  # not JSON, not valid, or ids/times to normalise: the models say which
-        page = _parse(response, Page[Company], "GET", "/companies")
-        _check_page(page, number, size, "GET", "/companies")
-        return [company.model_dump(mode="json", by_alias=True) for company in page.results]
-    results = body.get("results", [])
-    counts = _PageCounts(body["pageNumber"], body["pageSize"], body["totalResults"], results)
-    _check_page(counts, number, size, "GET", "/companies")
-    return results
-
-
-class _PageCounts(NamedTuple):
-    """What `_check_page` reads of a page (a `Page` has the same attributes)."""
-
-    page_number: int
-    page_size: int
-    total_results: int
-    results: Sequence[Any]
-
-
-def _check_page(page: Page[Any] | _PageCounts, number: int, size: int, method: str, path: str) -> None:
-    """A page must be the one asked for, at the size asked for, and hold what `totalResults` promises at that
-    size: a short page, or one claiming another size (the pages counted from it), loses data."""
-    expected = max(0, min(size, page.total_results - (number - 1) * size))
-    if page.page_number != number or len(page.results) != expected:
-        raise CodatError(
-            f"page {number} holds {len(page.results)} results (pageNumber {page.page_number}); "
-            f"totalResults {page.total_results} at pageSize {size} means {expected}",
-            method=method,
-            path=path,
-        )
-    if page.page_size != size:
-        raise CodatError(
-            f"page {number} says pageSize {page.page_size}, but pageSize {size} was asked for",
-            method=method,
-            path=path,
-        )
-
-
-def _error_from(response: httpx.Response, method: str, path: str) -> CodatError:
-    try:
-        body = ErrorMessage.model_validate(response.json())
-        text = body.error or response.reason_phrase
-        return CodatError(
-            text,
-            status_code=response.status_code,
-            correlation_id=body.correlation_id,
-            method=method,
-            path=path,
-            can_be_retried=body.can_be_retried,
-        )
-    except (ValueError, ValidationError):
-        return CodatError(
-            response.reason_phrase or "error", status_code=response.status_code, method=method, path=path
-        )

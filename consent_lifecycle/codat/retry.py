@@ -12,9 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
+import httpx
+
 from consent_lifecycle.clock import as_utc
+from consent_lifecycle.codat.errors import CodatError
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: answers after which Codat may or may not have acted on a request
+UNKNOWN_OUTCOME_STATUSES = frozenset({408, 500, 502, 503, 504})
 #: statuses that prove the request was not acted upon, so even a non-idempotent call may be resent
 NOT_PROCESSED_STATUSES = frozenset({429})
 
@@ -55,3 +60,12 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, (as_utc(when) - as_utc(now)).total_seconds())
+
+
+def outcome_unknown(exc: CodatError) -> bool:
+    """Whether Codat may or may not have acted on the failed request: a 5xx or 408 answer, or no answer after
+    the request was sent (a connection error means it never was)."""
+    if exc.status_code is not None:
+        return exc.status_code in UNKNOWN_OUTCOME_STATUSES
+    cause = exc.__cause__
+    return isinstance(cause, httpx.TransportError) and not isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from datetime import datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-import httpx
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -21,13 +19,11 @@ from consent_lifecycle.codat import CodatClient, CodatError
 from consent_lifecycle.codat.models import SyncSetting
 from consent_lifecycle.reconcile import reconcile, store
 from consent_lifecycle.reconcile.diff import PULL_COLUMNS, SETTING_COLUMNS
+from consent_lifecycle.reconcile.summary import BatchResult, Remediation
 from tasks.resources import codat_client, engine, settings
 
 #: pulls are re-read from this long before the cursor, so one still running at the last read is seen finished
 OVERLAP = timedelta(days=1)
-#: answers after which Codat may or may not have queued a pull
-UNKNOWN_OUTCOME_STATUSES = frozenset({408, 500, 502, 503, 504})
-_RNG = random.Random()
 
 
 @task(cache_policy=NO_CACHE)
@@ -112,38 +108,27 @@ def reconcile_batch(
     window_start: datetime | None,
     window_end: datetime | None,
     dry_run: bool,
-) -> dict[str, Any]:
+) -> BatchResult:
     """Diff one batch against consent in one transaction: findings stored, deletion items opened, pulls and
     cursors recorded (unless `dry_run`); returns the counts and what to remediate at Codat."""
     sync_settings, pulls, gone = codat_state
     checked = [c for c in company_ids if c not in set(gone)]
+    stored: dict[str, int] = {}
     with engine().begin() as db:
         observed = store.load_observed(db, checked, sync_settings, pulls)
         result = reconcile(observed, load_catalog(settings().catalog), now, window_start, window_end)
-        counts: dict[str, Any] = {
-            "companies": len(checked),
-            "gone_at_codat": len(gone),
-            "pulls_read": len(pulls),
-        }
-        counts["by_kind"] = result.findings["kind"].value_counts().to_dict()
         if not dry_run:
             store.store_pulls(db, pulls, now)
-            counts |= store.store_findings(
-                db, result.findings, checked, result.kinds, now, refetched=set(pulls["id"])
-            )
-            counts["deletion_items_opened"] = store.open_deletions(db, result.deletions, now)
+            written = store.store_findings(db, result.findings, checked, result.kinds, now, refetched=set(pulls["id"]))
+            stored = {"new": written["new"], "resolved": written["resolved"]}
+            stored["deletion_items_opened"] = store.open_deletions(db, result.deletions, now)
             if window_start is None and window_end is None:
                 store.advance_cursors(db, checked, now, now)
-    counts["findings"] = result.findings
-    counts["sync_settings"] = result.sync_settings
-    counts["queue"] = result.queue
-    return counts
+    return BatchResult(result, companies=len(checked), gone_at_codat=len(gone), pulls_read=len(pulls), **stored)
 
 
 @task(cache_policy=NO_CACHE, task_run_name=_batch_name)
-async def remediate(
-    company_ids: list[str], sync_settings: pd.DataFrame, queue: pd.DataFrame
-) -> dict[str, int]:
+async def remediate(company_ids: list[str], sync_settings: pd.DataFrame, queue: pd.DataFrame) -> Remediation:
     """Set each listed company's sync settings to exactly its entitled types, and queue each missing pull
     (a pull Codat says is already in progress counts as queued: one in flight per connection and type)."""
     # each company's rows in their order, by company id (one sort and one pass, not a frame per company)
@@ -151,8 +136,13 @@ async def remediate(
     by_company = [(c, list(group)) for c, group in groupby(rows, key=itemgetter("company_id"))]
     async with codat_client() as codat:
         settings_done = await asyncio.gather(*(_set_settings(codat, c, group) for c, group in by_company))
-        queued = await asyncio.gather(*(_queue(codat, **row) for row in queue.to_dict("records")))
-    return {"sync_settings_set": sum(settings_done), "pulls_queued": sum(queued)}
+        queued = await asyncio.gather(
+            *(
+                codat.queue_pull_once(row["company_id"], row["data_type"], connection_id=row["connection_id"])
+                for row in queue.to_dict("records")
+            )
+        )
+    return Remediation(sync_settings_set=sum(settings_done), pulls_queued=sum(queued))
 
 
 async def _set_settings(codat: CodatClient, company_id: str, rows: list[dict[str, Any]]) -> int:
@@ -168,36 +158,6 @@ async def _set_settings(codat: CodatClient, company_id: str, rows: list[dict[str
     ]
     await codat.set_sync_settings(company_id, settings_list, overrides_defaults=True)
     return 1
-
-
-async def _queue(codat: CodatClient, company_id: str, connection_id: str, data_type: str) -> int:
-    """Queue one pull: 1 if queued, 0 if one was already in progress. The client resends a POST only when
-    Codat surely did not act (429, no connection); after an answer that leaves it unknown (5xx, a timeout)
-    it is resent here: Codat refuses a second pull of a type in progress, so the resend cannot start a
-    second one, and its refusal then means the unknown attempt did queue it."""
-    unknown = False
-    for attempt in range(1, codat.retry.max_attempts + 1):
-        try:
-            await codat.queue_data_type(company_id, data_type, connection_id=connection_id)
-        except CodatError as exc:
-            if exc.status_code == 400 and "AlreadyInProgress" in str(exc):
-                return int(unknown)
-            if attempt == codat.retry.max_attempts or not _outcome_unknown(exc):
-                raise
-            unknown = True
-            await asyncio.sleep(codat.retry.backoff(attempt, _RNG))
-        else:
-            return 1
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _outcome_unknown(exc: CodatError) -> bool:
-    """Codat may or may not have acted: a 5xx or 408 answer, or no answer after the request was sent (the
-    client itself resends what was never sent: a connection error)."""
-    if exc.status_code is not None:
-        return exc.status_code in UNKNOWN_OUTCOME_STATUSES
-    cause = exc.__cause__
-    return isinstance(cause, httpx.TransportError) and not isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 def _minus(moment: datetime | None) -> datetime | None:

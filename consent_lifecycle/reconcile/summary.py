@@ -1,0 +1,127 @@
+"""What reconciling a batch came to, what the run keeps of it, and the run's summary (the flow's result,
+what the CLI prints)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from consent_lifecycle.clock import iso
+from consent_lifecycle.db.models import FINDING_KINDS
+from consent_lifecycle.reconcile.check import Reconciliation
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One reconciled batch: its counts and the frames to remediate and report."""
+
+    reconciliation: Reconciliation
+    companies: int
+    gone_at_codat: int
+    pulls_read: int
+    #: stored this run (0 in a dry run): findings new and resolved, deletion items opened
+    new: int = 0
+    resolved: int = 0
+    deletion_items_opened: int = 0
+
+    @property
+    def needs_remediation(self) -> bool:
+        return not self.reconciliation.sync_settings.empty or not self.reconciliation.queue.empty
+
+    def report(self, rows: int) -> BatchReport:
+        """What the run keeps of the batch once it is remediated: counts, findings by (kind, company), the
+        companies whose sync settings change and at most `rows` pulls to queue (not the batch's frames)."""
+        findings = self.reconciliation.findings
+        queue = self.reconciliation.queue
+        return BatchReport(
+            companies=self.companies,
+            gone_at_codat=self.gone_at_codat,
+            pulls_read=self.pulls_read,
+            new=self.new,
+            resolved=self.resolved,
+            deletion_items_opened=self.deletion_items_opened,
+            by_kind={str(k): int(v) for k, v in findings["kind"].value_counts().items()},
+            findings_by_company=findings.groupby(["kind", "company_id"]).size().rename("findings").reset_index(),
+            settings_companies=sorted(set(self.reconciliation.sync_settings["company_id"])),
+            queued=len(queue),
+            queue_rows=queue.head(rows).to_dict("records"),
+        )
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    companies: int
+    gone_at_codat: int
+    pulls_read: int
+    new: int
+    resolved: int
+    deletion_items_opened: int
+    by_kind: dict[str, int]
+    findings_by_company: pd.DataFrame
+    settings_companies: list[str]
+    queued: int
+    queue_rows: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Remediation:
+    """What was changed at Codat for a batch."""
+
+    sync_settings_set: int = 0
+    pulls_queued: int = 0
+
+
+@dataclass(frozen=True)
+class ReconciliationSummary:
+    as_of: str
+    window_start: str | None
+    window_end: str | None
+    dry_run: bool
+    companies: int
+    gone_at_codat: int
+    pulls_read: int
+    new: int
+    resolved: int
+    deletion_items_opened: int
+    #: findings by kind, every kind listed
+    findings: dict[str, int] = field(default_factory=dict)
+    sync_settings_to_set: int = 0
+    pulls_to_queue: int = 0
+    sync_settings_set: int = 0
+    pulls_queued: int = 0
+
+    @classmethod
+    def combine(
+        cls,
+        reports: Sequence[BatchReport],
+        remediations: Sequence[Remediation],
+        *,
+        now: datetime,
+        window_start: datetime | None,
+        window_end: datetime | None,
+        dry_run: bool,
+    ) -> ReconciliationSummary:
+        return cls(
+            as_of=iso(now),  # type: ignore[arg-type]
+            window_start=iso(window_start),
+            window_end=iso(window_end),
+            dry_run=dry_run,
+            companies=sum(r.companies for r in reports),
+            gone_at_codat=sum(r.gone_at_codat for r in reports),
+            pulls_read=sum(r.pulls_read for r in reports),
+            new=sum(r.new for r in reports),
+            resolved=sum(r.resolved for r in reports),
+            deletion_items_opened=sum(r.deletion_items_opened for r in reports),
+            findings={kind: sum(r.by_kind.get(kind, 0) for r in reports) for kind in FINDING_KINDS},
+            sync_settings_to_set=sum(len(r.settings_companies) for r in reports),
+            pulls_to_queue=sum(r.queued for r in reports),
+            sync_settings_set=sum(r.sync_settings_set for r in remediations),
+            pulls_queued=sum(r.pulls_queued for r in remediations),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
