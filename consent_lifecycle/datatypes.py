@@ -6,9 +6,8 @@ The keys are the 43-value enum `DataStatus.dataType` of Codat's Platform spec; t
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
-SourceType = Literal["Accounting", "Banking", "BankFeed", "Commerce", "Expense", "Other", "Unknown"]
 SOURCE_TYPES: Final[tuple[str, ...]] = (
     "Accounting", "Banking", "BankFeed", "Commerce", "Expense", "Other", "Unknown",
 )
@@ -45,6 +44,8 @@ DATASET_STATUSES: Final[tuple[str, ...]] = (
     "ValidationError", "AuthError", "Cancelled", "NotSupported", "RateLimitError", "PermissionsError",
     "PrerequisiteNotMet",
 )
+#: the status of a pull that fetched its data
+COMPLETE: Final = "Complete"
 #: statuses after which a pull operation is over
 DATASET_FINAL_STATUSES: Final[frozenset[str]] = frozenset(
     {"Complete", "FetchError", "MapError", "InternalError", "ProcessingError", "ValidationError",

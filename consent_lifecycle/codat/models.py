@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict
 
 from consent_lifecycle.clock import as_utc, parse_iso
+from consent_lifecycle.datatypes import CONNECTION_STATUSES, DATA_TYPES, DATASET_STATUSES, SOURCE_TYPES
 
 #: the canonical form (lower-case, hyphenated) that `str(uuid.UUID(value))` gives back unchanged
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -41,25 +42,11 @@ def _datetime(value: Any) -> Any:
 Uuid = Annotated[str, AfterValidator(_uuid)]
 UtcDateTime = Annotated[datetime, BeforeValidator(_datetime)]
 
-SourceType = Literal["Accounting", "Banking", "BankFeed", "Commerce", "Expense", "Other", "Unknown"]
-ConnectionStatus = Literal["PendingAuth", "Linked", "Unlinked", "Deauthorized"]
-DatasetStatus = Literal[
-    "Initial", "Queued", "Fetching", "MapQueued", "Mapping", "Complete", "FetchError", "MapError",
-    "InternalError", "ProcessingQueued", "Processing", "ProcessingError", "ValidationQueued", "Validating",
-    "ValidationError", "AuthError", "Cancelled", "NotSupported", "RateLimitError", "PermissionsError",
-    "PrerequisiteNotMet",
-]
-DataTypeKey = Literal[
-    "accountTransactions", "balanceSheet", "bankAccounts", "bankTransactions", "billCreditNotes",
-    "billPayments", "bills", "cashFlowStatement", "chartOfAccounts", "company", "creditNotes", "customers",
-    "directCosts", "directIncomes", "invoices", "itemReceipts", "items", "journalEntries", "journals",
-    "paymentMethods", "payments", "profitAndLoss", "purchaseOrders", "salesOrders", "suppliers", "taxRates",
-    "trackingCategories", "transfers", "banking-accountBalances", "banking-accounts",
-    "banking-transactionCategories", "banking-transactions", "commerce-companyInfo", "commerce-customers",
-    "commerce-disputes", "commerce-locations", "commerce-orders", "commerce-paymentMethods",
-    "commerce-payments", "commerce-productCategories", "commerce-products", "commerce-taxComponents",
-    "commerce-transactions",
-]
+# Codat's enums, named once in `consent_lifecycle.datatypes` (Literal of a tuple: the same values)
+SourceType = Literal[SOURCE_TYPES]  # type: ignore[valid-type]
+ConnectionStatus = Literal[CONNECTION_STATUSES]  # type: ignore[valid-type]
+DatasetStatus = Literal[DATASET_STATUSES]  # type: ignore[valid-type]
+DataTypeKey = Literal[DATA_TYPES]  # type: ignore[valid-type]
 
 
 class CodatModel(BaseModel):

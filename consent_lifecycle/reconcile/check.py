@@ -8,6 +8,7 @@ from datetime import datetime
 import pandas as pd
 
 from consent_lifecycle.catalog import Catalog
+from consent_lifecycle.datatypes import COMPLETE
 from consent_lifecycle.expiry import INPUT_COLUMNS, classify
 from consent_lifecycle.reconcile.diff import (
     FINDING_COLUMNS,
@@ -96,7 +97,7 @@ def reconcile(
         kinds += ["unconsented_sync_setting", "missing_pull"]
         settings = desired_sync_settings(observed.settings, entitled, catalog)
         queue = missing[["company_id", "connection_id", "data_type"]]
-    pulled = in_window[~consented[in_window.index] & (in_window["status"] == "Complete")]
+    pulled = in_window[~consented[in_window.index] & (in_window["status"] == COMPLETE)]
     deletions = pulled.rename(columns={"id": "pull_id"})[
         ["company_id", "connection_id", "data_type", "pull_id", "requested"]
     ]

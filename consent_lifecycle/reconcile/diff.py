@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from consent_lifecycle.catalog import Catalog
+from consent_lifecycle.datatypes import COMPLETE, DATASET_FINAL_STATUSES
 from consent_lifecycle.reconcile.intervals import covered, key_codes
 
 FINDING_COLUMNS = ["key", "kind", "company_id", "connection_id", "data_type", "product", "seen_at", "detail"]
@@ -35,23 +36,7 @@ EVENT_KINDS = ("unconsented_pull", "pull_on_expired_connection", "product_read_o
 PULL_COLUMNS = ["id", "company_id", "connection_id", "data_type", "status", "requested", "completed"]
 SETTING_COLUMNS = ["company_id", "data_type", "fetch_on_first_link", "sync_schedule", "sync_order"]
 READ_COLUMNS = ["id", "product", "company_id", "connection_id", "data_type", "at"]
-#: pull statuses that end a pull (anything else is still in flight)
-FINAL_STATUSES = frozenset(
-    {
-        "Complete",
-        "FetchError",
-        "MapError",
-        "InternalError",
-        "ProcessingError",
-        "ValidationError",
-        "AuthError",
-        "Cancelled",
-        "NotSupported",
-        "RateLimitError",
-        "PermissionsError",
-        "PrerequisiteNotMet",
-    }
-)
+
 
 
 def unconsented_pulls(
@@ -155,12 +140,12 @@ def missing_pulls(
     keys = ["company_id", "connection_id", "data_type"]
     pull_keys, entitled_keys = key_codes(pulls, entitled, keys)
     matched = pull_keys >= 0
-    complete = matched & (_text(pulls["status"]) == "Complete")
+    complete = matched & (_text(pulls["status"]) == COMPLETE)
     done = pd.Series(pulls["completed"].array[complete]).groupby(pull_keys[complete]).max()
     by_time = _requested_order(pulls)
     by_time = by_time[matched[by_time]]
     latest = pd.Series(pulls["status"].array[by_time]).groupby(pull_keys[by_time]).last()
-    busy = latest[~latest.isin(FINAL_STATUSES) | (latest == "NotSupported")].index
+    busy = latest[~latest.isin(DATASET_FINAL_STATUSES) | (latest == "NotSupported")].index
     wanted = entitled[keys].reset_index(drop=True)
     wanted["completed"] = done.reindex(entitled_keys).array
     wanted = wanted[~pd.Index(entitled_keys).isin(busy)]
