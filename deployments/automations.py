@@ -26,7 +26,7 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from consent_lifecycle.settings import get_settings
-from deployments.serve import deployment_specs, load_flow
+from deployments.specs import deployment_specs, load_flow
 
 ALERT_BLOCK = "consent-ops-alerts"
 FAILURE_AUTOMATION = "consent-flow-run-failed"

@@ -36,106 +36,17 @@ from __future__ import annotations
 
 import argparse
 import base64
-import importlib
 import os
 import secrets
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from datetime import timedelta
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import httpx
-import yaml
 
-if TYPE_CHECKING:  # Prefect is imported only once PREFECT_API_URL is settled: it reads settings at import
-    from prefect.deployments.runner import RunnerDeployment
-
-ROOT = Path(__file__).resolve().parents[1]
-PREFECT_YAML = ROOT / "prefect.yaml"
-HOST = "127.0.0.1"
-STARTUP_TIMEOUT_SECONDS = 120.0  # a cold Prefect server with a fresh database takes ~15 s on 2 cores
-STOP_TIMEOUT_SECONDS = 15.0
-
-
-# -- subprocesses -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def running(
-    argv: list[str], log_path: Path, env: Mapping[str, str] | None = None
-) -> Iterator[subprocess.Popen]:
-    """Run `argv` in its own process group (so Ctrl-C reaches this process first, and stopping ends the
-    whole group), output to `log_path`; stop it when the block ends."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else None, start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-    """SIGTERM to the process group of `process`, SIGKILL to it after `timeout` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            continue
-        try:  # the leader is gone; end anything it left behind in its group
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        return
-
-
-def wait_for(
-    url: str, process: subprocess.Popen, log_path: Path, ready: Callable[[httpx.Response], bool],
-    timeout: float = STARTUP_TIMEOUT_SECONDS,
-) -> None:
-    """Poll GET `url` until `ready(response)`; fail early, with the log's tail, if `process` exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args[0]} exited with {process.returncode}:\n{_tail(log_path)}")
-        try:
-            if ready(httpx.get(url, timeout=2.0)):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} not ready after {timeout:.0f} s; see {log_path}:\n{_tail(log_path)}")
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
-def _require_free(port: int, what: str, hint: str) -> None:
-    with socket.socket() as sock:
-        if sock.connect_ex((HOST, port)) == 0:
-            raise SystemExit(f"port {port} is in use: is {what} already running? {hint}")
-
-
-def _executable(name: str) -> str:
-    """`name` from this interpreter's bin directory (the venv), else from PATH."""
-    beside = Path(sys.executable).with_name(name)
-    return str(beside) if beside.exists() else shutil.which(name) or name
-
+from deployments.processes import HOST, executable, healthy, require_free, running, wait_for
+from deployments.specs import PREFECT_YAML, build_deployment, deployment_specs
 
 # -- the Prefect server and the sandbox -------------------------------------------------------------
 
@@ -143,7 +54,7 @@ def _executable(name: str) -> str:
 def start_prefect_server(stack: ExitStack, port: int, log_dir: Path) -> str:
     """Start `prefect server start` on HOST:`port`; returns its API URL once healthy."""
     hint = f"Set PREFECT_API_URL=http://{HOST}:{port}/api to use it, or pass --port."
-    _require_free(port, "a Prefect server", hint)
+    require_free(port, "a Prefect server", hint)
     log_path = log_dir / "prefect-server.log"
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
@@ -153,17 +64,12 @@ def start_prefect_server(stack: ExitStack, port: int, log_dir: Path) -> str:
     return api_url
 
 
-def healthy(response: httpx.Response) -> bool:
-    """Whether a Prefect server's `/api/health` answered `true`."""
-    return response.status_code == 200 and response.text.strip() == "true"
-
-
 def start_sandbox(stack: ExitStack, port: int, api_key: str, log_dir: Path) -> str:
     """Start `consent sandbox serve` on HOST:`port` with `api_key` (passed in the environment, not argv);
     returns its base URL once it answers."""
-    _require_free(port, "a sandbox", "Set CONSENT_CODAT_BASE_URL to use it, or pass --sandbox-port.")
+    require_free(port, "a sandbox", "Set CONSENT_CODAT_BASE_URL to use it, or pass --sandbox-port.")
     log_path = log_dir / "sandbox.log"
-    argv = [_executable("consent"), "sandbox", "serve", "--host", HOST, "--port", str(port)]
+    argv = [executable("consent"), "sandbox", "serve", "--host", HOST, "--port", str(port)]
     env = {**os.environ, "CONSENT_CODAT_API_KEY": api_key}
     process = stack.enter_context(running(argv, log_path, env))
     base_url = f"http://{HOST}:{port}"
@@ -197,7 +103,7 @@ def webhook_secret() -> str:
 def start_receiver(stack: ExitStack, port: int, secret: str, log_dir: Path) -> str:
     """Start the webhook receiver (deployments/webhooks.py) on HOST:`port`; returns its base URL once it
     answers. The secret goes in the environment, never in argv."""
-    _require_free(port, "a webhook receiver", "Pass --webhook-port.")
+    require_free(port, "a webhook receiver", "Pass --webhook-port.")
     log_path = log_dir / "webhooks.log"
     argv = [sys.executable, "-m", "deployments.webhooks", "--host", HOST, "--port", str(port),
             "--alerts-file", str(log_dir.parent / "alerts.jsonl")]
@@ -226,64 +132,6 @@ def migrate_consent_database() -> str:
     url = get_settings().database_url
     upgrade(url)
     return make_url(url).render_as_string(hide_password=True)
-
-
-# -- deployments from prefect.yaml ------------------------------------------------------------------
-
-
-def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
-    """The `deployments:` entries of prefect.yaml."""
-    return yaml.safe_load(path.read_text())["deployments"]
-
-
-def load_flow(entrypoint: str) -> Any:
-    """The flow object of an entrypoint `flows/file.py:function` (imported as a module of this repo)."""
-    path, _, name = entrypoint.partition(":")
-    return getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
-
-
-def schedule(entry: Mapping[str, Any]) -> Any:
-    """A prefect.yaml schedule entry (`cron`/`interval`/`rrule`, `timezone`, `active`, `parameters`, ...) as
-    a `prefect.schedules.Schedule`; an unknown key fails here rather than being dropped."""
-    from prefect.schedules import Schedule
-
-    fields = dict(entry)
-    if isinstance(fields.get("interval"), int | float):
-        fields["interval"] = timedelta(seconds=fields["interval"])
-    return Schedule(**fields)
-
-
-def concurrency_limit(value: int | Mapping[str, Any] | None) -> Any:
-    """`concurrency_limit` of prefect.yaml: an int, or `{limit, collision_strategy}` (ENQUEUE/CANCEL_NEW)."""
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig
-
-    return ConcurrencyLimitConfig(**value) if isinstance(value, Mapping) else value
-
-
-def triggers(name: str, entries: list[Mapping[str, Any]]) -> list[Any]:
-    """prefect.yaml `triggers:` of deployment `name`, validated and named as `prefect deploy` does (the
-    automations they become are replaced, not duplicated, when the deployment is applied again)."""
-    from prefect.events import DeploymentTriggerTypes
-    from pydantic import TypeAdapter
-
-    adapter: TypeAdapter[Any] = TypeAdapter(DeploymentTriggerTypes)
-    return [
-        adapter.validate_python({"name": f"{name}__automation_{i}", **entry})
-        for i, entry in enumerate(entries, start=1)
-    ]
-
-
-def build_deployment(spec: Mapping[str, Any]) -> RunnerDeployment:
-    """One prefect.yaml entry as a deployment `prefect.serve` can run (its work pool is not used)."""
-    return load_flow(spec["entrypoint"]).to_deployment(
-        name=spec["name"],
-        description=spec.get("description"),
-        tags=spec.get("tags") or [],
-        parameters=spec.get("parameters") or {},
-        schedules=[schedule(entry) for entry in spec.get("schedules") or []],
-        concurrency_limit=concurrency_limit(spec.get("concurrency_limit")),
-        triggers=triggers(spec["name"], spec.get("triggers") or []),
-    )
 
 
 # -- main -------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.serve import deployment_specs, healthy, running, wait_for
+from deployments.processes import healthy, running, wait_for
+from deployments.specs import deployment_specs
 
 pytestmark = pytest.mark.e2e
 

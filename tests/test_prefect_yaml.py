@@ -39,7 +39,7 @@ def test_the_three_flows_are_deployed_under_their_own_names():
 
 
 def test_a_revocation_or_disconnection_event_plans_that_companys_deletions_only():
-    from deployments.serve import triggers
+    from deployments.specs import triggers
     from tasks.events import EVENT_PREFIX, company_resource
 
     spec = {d["name"]: d for d in DEPLOYMENTS}["retention-enforcement"]
