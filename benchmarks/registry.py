@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-Summary = Any  # what the flow returns: a mapping (scan) or a summary dataclass (reconciliation, retention)
+Summary = Any  # what the flow returns: its summary dataclass
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,12 @@ def _expiry_scan_parameters(now: datetime) -> dict[str, Any]:
 
 
 def _expiry_scan_outcome(summary: Summary) -> str:
-    connections = sum(summary["classes"].values())
-    return f"{connections} connections, {summary.get('notifications_queued', 0)} queued"
+    connections = sum(summary.classes.values())
+    return f"{connections} connections, {summary.notifications_queued or 0} queued"
 
 
 def _expiry_scan_rerun_outcome(summary: Summary) -> str:
-    return f"rerun queued {summary.get('notifications_queued', 0)}"
+    return f"rerun queued {summary.notifications_queued or 0}"
 
 
 def _reconciliation_parameters(now: datetime) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -25,6 +25,9 @@ from pydantic import ValidationError
 from consent_lifecycle.catalog import Catalog, CatalogError, load_catalog
 from consent_lifecycle.clock import parse_iso, utcnow
 from consent_lifecycle.settings import Settings
+
+if TYPE_CHECKING:
+    from consent_lifecycle.expiry.scan import ScanSummary
 
 app = typer.Typer(
     name="consent",
@@ -832,7 +835,7 @@ def run_expiry_scan(
 
 def _run_expiry_scan(
     settings: Settings, company_ids: list[str] | None, now: datetime | None, dry_run: bool
-) -> dict[str, Any]:
+) -> ScanSummary:
     from consent_lifecycle.codat import CodatError
     from consent_lifecycle.db.migrate import upgrade
     from flows.connection_expiry_scan import connection_expiry_scan
@@ -844,19 +847,18 @@ def _run_expiry_scan(
         raise _fail(str(exc), code=1) from None
 
 
-def _print_scan(summary: dict[str, Any], as_json: bool) -> None:
+def _print_scan(summary: ScanSummary, as_json: bool) -> None:
     if as_json:
-        _print_json(summary)
+        _print_json(summary.as_dict())
         return
     typer.echo(
-        f"expiry scan as of {summary['as_of']}{' (dry run)' if summary['dry_run'] else ''}: "
-        f"{summary['companies']} companies, {summary['new']} new connections, {summary['changed']} changed status"
+        f"expiry scan as of {summary.as_of}{' (dry run)' if summary.dry_run else ''}: "
+        f"{summary.companies} companies, {summary.new} new connections, {summary.changed} changed status"
     )
-    _print_table([{"class": k, "connections": v} for k, v in summary["classes"].items()], ["class", "connections"])
-    delivery = summary.get("delivery")
+    _print_table([{"class": k, "connections": v} for k, v in summary.classes.items()], ["class", "connections"])
     typer.echo(
-        f"notifications: {summary['notifications_planned']} due, {summary.get('notifications_queued', 0)} new"
-        + (f", delivery {delivery}" if delivery else "")
+        f"notifications: {summary.notifications_planned} due, {summary.notifications_queued or 0} new"
+        + (f", delivery {summary.delivery}" if summary.delivery else "")
     )
 
 

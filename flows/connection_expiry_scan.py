@@ -12,7 +12,6 @@ so nothing is pulled for them. `dry_run` reads Codat and reports, and writes and
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import pandas as pd
 from prefect import flow
@@ -21,9 +20,10 @@ from prefect.runtime import flow_run
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import iso, utcnow
+from consent_lifecycle.expiry.scan import BatchScan, ScanSummary
 from flows.task_runner import task_runner
 from tasks.codat import count_company_pages, fetch_companies
-from tasks.expiry import BatchScan, deliver_notifications, queue_notifications, scan_batch, scan_pages
+from tasks.expiry import deliver_notifications, queue_notifications, scan_batch, scan_pages
 from tasks.snapshot import retire_unseen_companies
 
 
@@ -42,7 +42,7 @@ async def connection_expiry_scan(
     dry_run: bool = False,
     page_size: int = 5000,
     pages_per_task: int = 4,
-) -> dict[str, Any]:
+) -> ScanSummary:
     now = now or utcnow()
     if company_ids:
         fetched = [fetch_companies.submit(batch) for batch in batched(company_ids, 500)]
@@ -54,27 +54,21 @@ async def connection_expiry_scan(
     # task scans each page as it arrives while the next downloads (a failed fetch fails the run with
     # Codat's error, here)
     scanned = BatchScan.combine([batch.result() for batch in batches])
-
-    summary: dict[str, Any] = {
-        "as_of": iso(now), "dry_run": dry_run, "notifications_planned": len(scanned.planned),
-    }
-    summary |= {key: scanned.change[key] for key in ("companies", "new", "changed", "vanished")}
-    summary["classes"] = scanned.classes
+    summary = ScanSummary.of(scanned, as_of=iso(now), dry_run=dry_run)
     delivery = None
     if not dry_run:
-        summary["notifications_queued"] = queue_notifications(scanned.planned, now)
+        summary = summary.with_(notifications_queued=queue_notifications(scanned.planned, now))
         delivery = deliver_notifications.submit(now)  # sent while the rest is recorded
-        summary["delivery"] = None  # its place in the summary; the counts once the delivery is done
         if not company_ids:
-            summary["retired_companies"] = retire_unseen_companies(now)
+            summary = summary.with_(retired_companies=retire_unseen_companies(now))
     await _attention_artifact(scanned.attention, summary)
     if delivery is not None:
-        summary["delivery"] = delivery.result()
+        summary = summary.with_(delivery=delivery.result())
     await _summary_artifact(summary)
     return summary
 
 
-async def _attention_artifact(table: pd.DataFrame, summary: dict[str, Any]) -> None:
+async def _attention_artifact(table: pd.DataFrame, summary: ScanSummary) -> None:
     """What the operator sees in the Prefect UI: what is expiring, expired or stale."""
     rows = [
         {
@@ -86,20 +80,20 @@ async def _attention_artifact(table: pd.DataFrame, summary: dict[str, Any]) -> N
     await create_table_artifact(
         key="expiry-attention",
         table=rows,
-        description=f"Expiring, expired and stale connections at {summary['as_of']}",
+        description=f"Expiring, expired and stale connections at {summary.as_of}",
     )
 
 
-async def _summary_artifact(summary: dict[str, Any]) -> None:
+async def _summary_artifact(summary: ScanSummary) -> None:
     """The counts of the scan, its notices and their delivery, for the operator."""
     lines = [
-        f"# Connection expiry scan, {summary['as_of']}" + (" (dry run)" if summary["dry_run"] else ""),
+        f"# Connection expiry scan, {summary.as_of}" + (" (dry run)" if summary.dry_run else ""),
         "",
     ]
     lines += ["| class | connections |", "|---|---|"] + [
-        f"| {k} | {v} |" for k, v in summary["classes"].items()
+        f"| {k} | {v} |" for k, v in summary.classes.items()
     ]
-    lines += ["", f"Notifications planned: {summary['notifications_planned']}"]
-    if "delivery" in summary:
-        lines.append(f"Queued: {summary['notifications_queued']}; delivery: {summary['delivery']}")
+    lines += ["", f"Notifications planned: {summary.notifications_planned}"]
+    if summary.notifications_queued is not None:
+        lines.append(f"Queued: {summary.notifications_queued}; delivery: {summary.delivery}")
     await create_markdown_artifact(key="expiry-summary", markdown="\n".join(lines))

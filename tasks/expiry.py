@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,64 +13,20 @@ from prefect.runtime import task_run
 
 from consent_lifecycle.catalog import Catalog, load_catalog
 from consent_lifecycle.clock import iso
-from consent_lifecycle.expiry import (
-    CLASSES,
-    NOTIFICATION_COLUMNS,
-    REPORT_COLUMNS,
-    attention_table,
-    class_counts,
-    classify,
-    plan_notifications,
-    top_attention,
-)
+from consent_lifecycle.expiry import classify
+from consent_lifecycle.expiry.scan import BatchScan
 from consent_lifecycle.notify import outbox
 from consent_lifecycle.notify.channels import channel_from_settings
 from consent_lifecycle.snapshot import Observation, observe_dicts, store
 from tasks.resources import codat_client, engine, settings
 
 BATCH = 500
-#: rows of the operator's attention table
-REPORT_LIMIT = 1000
-CHANGE_KEYS = ("companies", "connection_count", "new", "changed", "vanished")
-
-
-@dataclass(frozen=True)
-class BatchScan:
-    """What scanning a batch hands back: counts, the notices it plans and the head of its attention table;
-    small whatever the batch (the classified connections themselves are not kept)."""
-
-    change: dict[str, int]
-    classes: dict[str, int]
-    planned: pd.DataFrame
-    attention: pd.DataFrame
-
-    @classmethod
-    def combine(cls, parts: Sequence[BatchScan]) -> BatchScan:
-        """The scans of consecutive parts, in order, as one."""
-        planned = [part.planned for part in parts if len(part.planned)]
-        attention = [part.attention for part in parts if len(part.attention)]
-        return cls(
-            change={key: sum(part.change.get(key, 0) for part in parts) for key in CHANGE_KEYS},
-            classes={name: sum(part.classes[name] for part in parts) for name in CLASSES},
-            planned=pd.concat(planned, ignore_index=True) if planned else pd.DataFrame(columns=NOTIFICATION_COLUMNS),
-            attention=(
-                top_attention(pd.concat(attention, ignore_index=True), REPORT_LIMIT)
-                if attention
-                else pd.DataFrame(columns=REPORT_COLUMNS)
-            ),
-        )
 
 
 def _scan(observation: Observation, now: datetime, dry_run: bool, catalog: Catalog) -> BatchScan:
     """Upsert one observation (unless `dry_run`) in one transaction, classify it at `now`, plan its notices."""
     change, scanned = store.scan_observation(engine(), observation, now, dry_run=dry_run)
-    classified = classify(scanned, catalog, now)
-    return BatchScan(
-        change=change.as_dict(),
-        classes=class_counts(classified),
-        planned=plan_notifications(classified, now),
-        attention=attention_table(classified, REPORT_LIMIT),
-    )
+    return BatchScan.of(change.as_dict(), classify(scanned, catalog, now), now)
 
 
 @task(cache_policy=NO_CACHE)

@@ -55,7 +55,7 @@ def test_warns_7_then_1_day_ahead_then_expires_each_notice_once(configured, fres
     company, bank, created = a_linked_bank(fresh_sandbox)
     linked = parse_iso(created)
     first = scan(company_ids=[company], now=linked + timedelta(days=84))
-    assert first["notifications_queued"] >= 1
+    assert first.notifications_queued >= 1
     scan(company_ids=[company], now=linked + timedelta(days=84, hours=6))  # a rerun: nothing new
     (warning,) = notices_for(configured, bank)
     assert (warning["kind"], warning["threshold_days"], warning["status"]) == ("expiry_warning", 7, "sent")
@@ -77,9 +77,9 @@ def test_warns_7_then_1_day_ahead_then_expires_each_notice_once(configured, fres
 
 def test_dry_run_writes_and_sends_nothing_and_flags_stale_accounting(configured, webhook):
     summary = scan(dry_run=True, now=SANDBOX_NOW)
-    assert summary["dry_run"] and summary["classes"]["stale"] >= 1
+    assert summary.dry_run and summary.classes["stale"] >= 1
     assert list_notifications(configured) == [] and webhook.received == []
-    assert summary["notifications_planned"] >= 1
+    assert summary.notifications_planned >= 1
 
 
 def test_a_reconfirmation_at_day_80_moves_expiry_to_day_170_and_nothing_is_sent_before(configured, fresh_sandbox):

@@ -21,7 +21,7 @@ def test_the_key_comes_from_the_named_secret_block(flow_env):
 
     summary = asyncio.run(connection_expiry_scan(now=SANDBOX_NOW, dry_run=True))
 
-    assert summary["companies"] > 0
+    assert summary.companies > 0
 
 
 def test_without_key_or_block_the_run_fails_naming_both(flow_env):
