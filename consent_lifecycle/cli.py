@@ -28,6 +28,7 @@ from consent_lifecycle.settings import Settings
 
 if TYPE_CHECKING:
     from consent_lifecycle.expiry.scan import ScanSummary
+    from consent_lifecycle.snapshot.store import SyncSummary
 
 app = typer.Typer(
     name="consent",
@@ -249,7 +250,7 @@ def sync(
     _print_summary(summary, as_json)
 
 
-def _run_sync(settings: Settings, company_ids: list[str] | None, now: datetime | None) -> dict[str, Any]:
+def _run_sync(settings: Settings, company_ids: list[str] | None, now: datetime | None) -> SyncSummary:
     from consent_lifecycle.codat import CodatError
     from consent_lifecycle.db.migrate import upgrade
     from flows.snapshot_sync import snapshot_sync
@@ -261,15 +262,15 @@ def _run_sync(settings: Settings, company_ids: list[str] | None, now: datetime |
         raise _fail(str(exc), code=1) from None
 
 
-def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
-    rows = summary["connections"]
+def _print_summary(summary: SyncSummary, as_json: bool) -> None:
+    rows = summary.connections
     if as_json:
         _print_json(rows)
         return
     typer.echo(
-        f"{summary['companies']} companies, {summary['connection_count']} connections "
-        f"({summary['new']} new, {summary['changed']} changed status, {summary['vanished']} gone) "
-        f"as of {summary['as_of']}"
+        f"{summary.companies} companies, {summary.connection_count} connections "
+        f"({summary.new} new, {summary.changed} changed status, {summary.vanished} gone) "
+        f"as of {summary.as_of}"
     )
     _print_table(rows, ["source_type", "status", "connections"])
 

@@ -7,7 +7,6 @@ in batches (one task per batch of pages, not per company) and written in one tra
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -15,6 +14,7 @@ from prefect.runtime import flow_run
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import iso, utcnow
+from consent_lifecycle.snapshot.store import SyncSummary
 from flows.task_runner import task_runner
 from tasks.codat import count_company_pages, fetch_companies, fetch_company_pages
 from tasks.snapshot import retire_unseen_companies, snapshot_counts, write_snapshot
@@ -31,23 +31,19 @@ async def snapshot_sync(
     now: datetime | None = None,
     page_size: int = 5000,
     pages_per_task: int = 4,
-) -> dict[str, Any]:
+) -> SyncSummary:
     """Sync all companies (or only `company_ids`) as of `now` (default: the current time)."""
     now = now or utcnow()
-    totals = {"new": 0, "changed": 0, "vanished": 0, "companies": 0, "connection_count": 0}
     if company_ids:
         batches = [fetch_companies.submit(batch) for batch in batched(company_ids, 500)]
     else:
         pages = list(range(1, await count_company_pages(page_size) + 1))
         batches = [fetch_company_pages.submit(batch, page_size) for batch in batched(pages, pages_per_task)]
     # each batch is written once its fetch is in (a failed fetch fails the run with Codat's error, here)
-    for written in [write_snapshot.submit(observation.result(), now) for observation in batches]:
-        for key, value in written.result().items():
-            totals[key] += value
-    if not company_ids:
-        totals["retired_companies"] = retire_unseen_companies(now)
+    changes = [written.result() for written in [write_snapshot.submit(o.result(), now) for o in batches]]
+    retired = None if company_ids else retire_unseen_companies(now)
     counts = snapshot_counts()
     await create_table_artifact(
         key="snapshot-connections", table=counts, description=f"Connections by source type and status at {iso(now)}"
     )
-    return {**totals, "as_of": iso(now), "connections": counts}
+    return SyncSummary.of(changes, as_of=iso(now), connections=counts, retired_companies=retired)

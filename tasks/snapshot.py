@@ -12,9 +12,9 @@ from tasks.resources import engine
 
 
 @task(cache_policy=NO_CACHE)
-def write_snapshot(observation: Observation, now: datetime) -> dict[str, int]:
+def write_snapshot(observation: Observation, now: datetime) -> store.SnapshotChange:
     """Upsert one observation in one transaction; counts of new, changed, vanished connections."""
-    return store.apply_observation(engine(), observation, now).as_dict()
+    return store.apply_observation(engine(), observation, now)
 
 
 @task(cache_policy=NO_CACHE)

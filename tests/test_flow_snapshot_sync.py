@@ -33,21 +33,21 @@ def _connections(engine) -> dict[str, Connection]:
 def test_tracks_deauthorization_and_reauthorization_across_runs(configured, fresh_sandbox):
     first = asyncio.run(snapshot_sync(now=SANDBOX_NOW, page_size=7))  # 20 companies: 3 pages
     rows = _connections(configured)
-    assert first["companies"] == 20 and first["new"] == len(rows) == first["connection_count"]
+    assert first.companies == 20 and first.new == len(rows) == first.connection_count
     bank = next(r for r in rows.values() if r.source_type == "Banking" and r.status == "Linked")
 
     later, latest = SANDBOX_NOW + timedelta(days=1), SANDBOX_NOW + timedelta(days=2)
     with sandbox_client(fresh_sandbox) as admin:
         admin.post(f"/_sandbox/connections/{bank.id}/deauthorize").raise_for_status()
     second = asyncio.run(snapshot_sync(now=later))
-    assert (second["new"], second["changed"]) == (0, 1)
+    assert (second.new, second.changed) == (0, 1)
     assert _connections(configured)[bank.id].status == "Deauthorized"
 
     with sandbox_client(fresh_sandbox) as admin:
         admin.post(f"/_sandbox/connections/{bank.id}/reconnect").raise_for_status()
     third = asyncio.run(snapshot_sync(now=latest))
     reconnected = _connections(configured)[bank.id]
-    assert third["changed"] == 1 and reconnected.status == "Linked"
+    assert third.changed == 1 and reconnected.status == "Linked"
     assert reconnected.last_authorized_at == latest  # a re-authorization restarts the consent clock
     assert reconnected.first_seen_at == SANDBOX_NOW
 
@@ -56,7 +56,7 @@ def test_a_subset_of_companies_and_the_operator_artifact(configured, fresh_sandb
     with sandbox_client(fresh_sandbox) as http:
         ids = [c["id"] for c in http.get("/companies", params={"pageSize": 3}).json()["results"]]
     result = asyncio.run(snapshot_sync(company_ids=ids, now=SANDBOX_NOW))
-    assert result["companies"] == 3
+    assert result.companies == 3
     assert {r.company_id for r in _connections(configured).values()} == set(ids)
 
     async def latest_artifact():

@@ -30,6 +30,29 @@ class SnapshotChange:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SyncSummary:
+    """What a sync of the snapshot came to (snapshot-sync's result): the changes summed over its batches,
+    companies retired (None when only named companies were read) and live connections by source type and
+    status (`connection_counts`)."""
+
+    as_of: str
+    companies: int
+    connection_count: int
+    new: int
+    changed: int
+    vanished: int
+    connections: list[dict[str, Any]]
+    retired_companies: int | None = None
+
+    @classmethod
+    def of(cls, changes: Sequence[SnapshotChange], *, as_of: str, connections: list[dict[str, Any]],
+           retired_companies: int | None = None) -> SyncSummary:
+        totals = {key: sum(getattr(c, key) for c in changes) for key in ("companies", "connection_count", "new",
+                                                                        "changed", "vanished")}
+        return cls(as_of=as_of, connections=connections, retired_companies=retired_companies, **totals)
+
+
 def apply_observation(engine: Engine, observation: Observation, now: datetime) -> SnapshotChange:
     """Upsert the observed companies and connections; mark connections Codat no longer lists as deleted.
 
