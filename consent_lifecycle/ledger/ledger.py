@@ -32,8 +32,10 @@ from consent_lifecycle.db.models import (
     ConsentEvent,
     LegalHold,
 )
+from consent_lifecycle.ledger import refusals
 from consent_lifecycle.ledger.errors import ConsentError
 from consent_lifecycle.ledger.impact import Impact, impact
+from consent_lifecycle.ledger.refusals import aware
 from consent_lifecycle.ledger.replay import ConsentState, events_frame, replay
 from consent_lifecycle.ledger.scope import (
     Scope,
@@ -87,16 +89,14 @@ class Ledger:
         """Record a customer's consent to `product` (GDPR Art. 7(1): who, what, which wording, when)."""
         spec = product_of(self.catalog, product)
         check_channel(channel)
-        at = _aware(at)
+        at = aware(at)
         if not wording_version:
-            raise ConsentError("a grant needs the wording version the customer saw")
+            raise ConsentError(refusals.NO_WORDING_VERSION)
         with self.engine.begin() as db:
             snapshot = self._company(db, company_id, lock=True)
             current = self._consent(db, company_id, product)
             if current is not None and current["status"] == "active":
-                raise ConsentError(
-                    f"product {product!r} is already granted for company {company_id}; use `consent extend`"
-                )
+                raise ConsentError(refusals.already_granted(product, company_id))
             _not_before(current, at, company_id, product)
             scope = resolve_grant(spec, company_id, snapshot, data_types, connections)
             consent_id = current["id"] if current is not None else str(uuid.uuid4())
@@ -196,10 +196,10 @@ class Ledger:
         frame = pd.DataFrame(rows, columns=["index", *sorted(_GRANT_KEYS)], dtype=object)
         products = {key: _refusal(product_of, self.catalog, key) for key in set(frame["product"])}
         channels = {key: _refusal(check_channel, key) for key in set(frame["channel"])}
-        wording = "a grant needs the wording version the customer saw"
         frame["error"] = [
-            products[product] or channels[channel] or _refusal(_aware, at) or (None if version else wording)
-            or (_refusal(_aware, recorded) if recorded is not None else None)
+            products[product] or channels[channel] or _refusal(aware, at)
+            or (None if version else refusals.NO_WORDING_VERSION)
+            or (_refusal(aware, recorded) if recorded is not None else None)
             for product, channel, at, version, recorded in zip(
                 frame["product"], frame["channel"], frame["at"], frame["wording_version"], frame["recorded_at"],
                 strict=True,
@@ -237,9 +237,9 @@ class Ledger:
             zip(plan["company_id"], plan["known"], plan["deleted_at"], strict=True)
         ):
             if errors[i] is None and pd.isna(known):
-                errors[i] = f"unknown company {company_id}: not in the snapshot (run `consent sync` to read it from Codat)"
+                errors[i] = refusals.unknown_company(company_id)
             elif errors[i] is None and pd.notna(deleted_at):
-                errors[i] = f"company {company_id} was deleted at Codat on {iso(deleted_at)}"
+                errors[i] = refusals.company_deleted(company_id, deleted_at)
         passed_company = [e is None for e in errors]  # what a second grant of the same pair is judged after
         for i, (company_id, product, status, last, at) in enumerate(
             zip(plan["company_id"], plan["product"], plan["consent_status"], plan["last_at"], plan["at"], strict=True)
@@ -247,12 +247,9 @@ class Ledger:
             if errors[i] is not None:
                 continue
             if status == "active":
-                errors[i] = _already_granted(product, company_id)
+                errors[i] = refusals.already_granted(product, company_id)
             elif pd.notna(last) and at < as_utc(last):
-                errors[i] = (
-                    f"--at {iso(at)} is earlier than the last event of {product!r} for company {company_id} "
-                    f"({iso(last)})"
-                )
+                errors[i] = refusals.earlier_than_last(at, product, company_id, as_utc(last))
         plan["error"] = pd.Series(errors, index=plan.index, dtype=object)
         self._scope_grants(plan, snapshot)
         # a grant of a pair that an earlier grant of the input records is refused, as `grant` would
@@ -261,7 +258,7 @@ class Ledger:
             zip(plan["company_id"], plan["product"], plan["error"], strict=True)
         ):
             if passed_company[i] and (company_id, product) in seen:
-                plan.at[i, "error"] = _already_granted(product, company_id)
+                plan.at[i, "error"] = refusals.already_granted(product, company_id)
                 plan.at[i, "scope_types"] = plan.at[i, "scope_connections"] = None
             elif error is None:
                 seen.add((company_id, product))
@@ -314,10 +311,7 @@ class Ledger:
                     scope_types[i], scope_connections[i] = tuple(sorted(required)), chosen[index]
                 else:
                     kinds = "/".join(sorted({DATA_TYPE_SOURCE[d] for d in required}))
-                    errors[i] = (
-                        f"company {company_id} has no Linked {kinds} connection for product {product!r}; "
-                        "link one (then `consent sync`) or name one with --connection"
-                    )
+                    errors[i] = refusals.no_linked_connection(company_id, kinds, product)
         plan["error"] = pd.Series(errors, index=plan.index, dtype=object)
         plan["scope_types"] = pd.Series(scope_types, index=plan.index, dtype=object)
         plan["scope_connections"] = pd.Series(scope_connections, index=plan.index, dtype=object)
@@ -337,7 +331,7 @@ class Ledger:
                 "event_type": "granted", "data_types": list(g["scope_types"]),
                 "connection_ids": list(g["scope_connections"]), "wording_version": g["wording_version"],
                 "actor": g["actor"], "channel": g["channel"], "reason": None, "at": g["at"],
-                "recorded_at": _aware(g["recorded_at"]) if isinstance(g["recorded_at"], datetime) else g["at"],
+                "recorded_at": aware(g["recorded_at"]) if isinstance(g["recorded_at"], datetime) else g["at"],
             }
             for g in grants
         ]
@@ -398,7 +392,7 @@ class Ledger:
         """ "Confirm I'm happy to share additional data": more data types or connections, no re-authorization."""
         spec = product_of(self.catalog, product)
         check_channel(channel)
-        at = _aware(at)
+        at = aware(at)
         with self.engine.begin() as db:
             snapshot = self._company(db, company_id, lock=True)
             current = self._active(db, company_id, product, "extend")
@@ -435,7 +429,7 @@ class Ledger:
         """The Open Banking reconfirmation: the consent stands, and the connections' expiry clock restarts."""
         product_of(self.catalog, product)
         check_channel(channel)
-        at = _aware(at)
+        at = aware(at)
         with self.engine.begin() as db:
             self._company(db, company_id, lock=True)
             current = self._active(db, company_id, product, "reconfirm")
@@ -476,7 +470,7 @@ class Ledger:
         """Withdraw consent to `product` (as easy as giving it); returns what that deletes and keeps."""
         product_of(self.catalog, product)
         check_channel(channel)
-        at = _aware(at)
+        at = aware(at)
         with self.engine.begin() as db:
             self._company(db, company_id, lock=True)
             current = self._active(db, company_id, product, "revoke")
@@ -515,7 +509,7 @@ class Ledger:
     ) -> Impact:
         """The customer removes a connection: every product using it loses it, in one transaction."""
         check_channel(channel)
-        at = _aware(at)
+        at = aware(at)
         with self.engine.begin() as db:
             snapshot = self._company(db, company_id, lock=True)
             check_known_connection(company_id, connection_id, snapshot)
@@ -576,13 +570,13 @@ class Ledger:
         with self.engine.connect() as db:
             self._company(db, company_id)
             self._active(db, company_id, product, "revoke")
-            return self._impact_of_revoke(db, company_id, product, _aware(at))
+            return self._impact_of_revoke(db, company_id, product, aware(at))
 
     def impact_of_disconnect(self, company_id: str, connection_id: str, at: datetime) -> Impact:
         with self.engine.connect() as db:
             snapshot = self._company(db, company_id)
             check_known_connection(company_id, connection_id, snapshot)
-            return self._impact_of_disconnect(db, company_id, connection_id, _aware(at))
+            return self._impact_of_disconnect(db, company_id, connection_id, aware(at))
 
     def _impact_of_revoke(self, db: Db, company_id: str, product: str, at: datetime) -> Impact:
         pairs = self._pairs(db, company_id)
@@ -608,7 +602,7 @@ class Ledger:
         """Consents (with their data types and connections): current tables, or replayed as of a time."""
         with self.engine.connect() as db:
             if as_of is not None:
-                return replay(self._events(db, company_id), _aware(as_of))
+                return replay(self._events(db, company_id), aware(as_of))
             return self._current(db, company_id)
 
     def entitlements(
@@ -621,7 +615,7 @@ class Ledger:
         with self.engine.connect() as db:
             snapshot = self._snapshot(db, company_id)
         moment = as_of or now
-        return usable_entitlements(state, snapshot, self.catalog, _aware(moment) if moment else None)
+        return usable_entitlements(state, snapshot, self.catalog, aware(moment) if moment else None)
 
     def consents(self, company_id: str, as_of: datetime | None = None) -> list[ConsentView]:
         state = self.state(company_id, as_of)
@@ -632,7 +626,7 @@ class Ledger:
             self._company(db, company_id)
         return {
             "company_id": company_id,
-            "as_of": iso(_aware(as_of)) if as_of else None,
+            "as_of": iso(aware(as_of)) if as_of else None,
             "consents": [view.as_dict() for view in self.consents(company_id, as_of)],
             "entitlements": entitlement_rows(self.entitlements(company_id, as_of, now)),
         }
@@ -681,7 +675,7 @@ class Ledger:
                     data_type=data_type,
                     reason=reason,
                     placed_by=actor,
-                    placed_at=_aware(at),
+                    placed_at=aware(at),
                     released_at=None,
                 )
             )
@@ -692,13 +686,13 @@ class Ledger:
             hold = db.execute(select(LegalHold.__table__).where(LegalHold.id == hold_id)).one_or_none()
             if hold is None:
                 raise ConsentError(f"no legal hold with id {hold_id}")
-            if _aware(at) < hold.placed_at:
+            if aware(at) < hold.placed_at:
                 raise ConsentError(
-                    f"--at {iso(_aware(at))} is before legal hold {hold_id} was placed ({iso(hold.placed_at)})"
+                    f"--at {iso(aware(at))} is before legal hold {hold_id} was placed ({iso(hold.placed_at)})"
                 )
             if hold.released_at is not None:
                 raise ConsentError(f"legal hold {hold_id} was already released at {iso(hold.released_at)}")
-            db.execute(update(LegalHold).where(LegalHold.id == hold_id).values(released_at=_aware(at)))
+            db.execute(update(LegalHold).where(LegalHold.id == hold_id).values(released_at=aware(at)))
 
     def holds(self, company_id: str | None = None, include_released: bool = False) -> list[dict[str, Any]]:
         query = select(LegalHold.__table__).order_by(LegalHold.id)
@@ -730,11 +724,9 @@ class Ledger:
             select(Company.id, Company.deleted_at).where(Company.id == company_id)
         ).one_or_none()
         if found is None:
-            raise ConsentError(
-                f"unknown company {company_id}: not in the snapshot (run `consent sync` to read it from Codat)"
-            )
+            raise ConsentError(refusals.unknown_company(company_id))
         if found.deleted_at is not None and lock:  # its history stays readable
-            raise ConsentError(f"company {company_id} was deleted at Codat on {iso(found.deleted_at)}")
+            raise ConsentError(refusals.company_deleted(company_id, found.deleted_at))
         return self._snapshot(db, company_id)
 
     def _snapshot(self, db: Db, company_id: str | None) -> pd.DataFrame:
@@ -765,8 +757,7 @@ class Ledger:
     def _active(self, db: Db, company_id: str, product: str, action: str) -> dict[str, Any]:
         current = self._consent(db, company_id, product)
         if current is None or current["status"] != "active":
-            state = "was revoked" if current is not None else "was never granted"
-            raise ConsentError(f"cannot {action} {product!r} for company {company_id}: it {state}")
+            raise ConsentError(refusals.not_active(action, product, company_id, revoked=current is not None))
         return current
 
     def _scope(self, db: Db, consent_id: str) -> Scope:
@@ -857,7 +848,7 @@ class Ledger:
                 channel=channel,
                 reason=reason,
                 at=at,
-                recorded_at=_aware(recorded_at) if recorded_at else at,
+                recorded_at=aware(recorded_at) if recorded_at else at,
             )
         )
         return int(result.inserted_primary_key[0])
@@ -914,21 +905,13 @@ class Ledger:
         ]
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ConsentError(f"time {value.isoformat()} has no time zone: give it in UTC (e.g. with a Z)")
-    return as_utc(value)
-
-
 def _not_before(current: dict[str, Any] | None, at: datetime, company_id: str, product: str) -> None:
     """Refuse an event dated before the consent's last one: the ledger is a history, not a draft."""
     if current is None:
         return
     last = as_utc(current["updated_at"])
     if at < last:
-        raise ConsentError(
-            f"--at {iso(at)} is earlier than the last event of {product!r} for company {company_id} ({iso(last)})"
-        )
+        raise ConsentError(refusals.earlier_than_last(at, product, company_id, last))
 
 
 
@@ -939,10 +922,6 @@ def _refusal(check: Any, *args: Any) -> str | None:
     except ConsentError as exc:
         return str(exc)
     return None
-
-
-def _already_granted(product: str, company_id: str) -> str:
-    return f"product {product!r} is already granted for company {company_id}; use `consent extend`"
 
 
 def _raise_first(plan: pd.DataFrame) -> None:
