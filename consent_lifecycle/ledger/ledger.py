@@ -32,16 +32,15 @@ from consent_lifecycle.db.models import (
     ConsentEvent,
     LegalHold,
 )
-from consent_lifecycle.ledger import refusals
+from consent_lifecycle.ledger import events, refusals
 from consent_lifecycle.ledger.errors import ConsentError
 from consent_lifecycle.ledger.impact import Impact, impact
 from consent_lifecycle.ledger.refusals import aware
-from consent_lifecycle.ledger.replay import ConsentState, events_frame, replay
+from consent_lifecycle.ledger.replay import ConsentState, replay
 from consent_lifecycle.ledger.scope import (
     Scope,
     check_channel,
     check_data_type_key,
-    check_data_types,
     check_known_connection,
     product_of,
     resolve_extension,
@@ -100,7 +99,7 @@ class Ledger:
             _not_before(current, at, company_id, product)
             scope = resolve_grant(spec, company_id, snapshot, data_types, connections)
             consent_id = current["id"] if current is not None else str(uuid.uuid4())
-            event_id = self._append(
+            event_id = events.append(
                 db,
                 consent_id,
                 company_id,
@@ -634,28 +633,7 @@ class Ledger:
     def history(self, company_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as db:
             self._company(db, company_id)
-            rows = db.execute(
-                select(ConsentEvent.__table__)
-                .where(ConsentEvent.company_id == company_id)
-                .order_by(ConsentEvent.id)
-            )
-            return [
-                {
-                    "event_id": e.id,
-                    "consent_id": e.consent_id,
-                    "product": e.product,
-                    "event_type": e.event_type,
-                    "data_types": list(e.data_types),
-                    "connection_ids": list(e.connection_ids),
-                    "wording_version": e.wording_version,
-                    "actor": e.actor,
-                    "channel": e.channel,
-                    "reason": e.reason,
-                    "at": iso(e.at),
-                    "recorded_at": iso(e.recorded_at),
-                }
-                for e in rows
-            ]
+            return events.history(db, company_id)
 
     # -- legal holds ------------------------------------------------------------------------------------
 
@@ -799,7 +777,7 @@ class Ledger:
         **consent: Any,
     ) -> int:
         """Append an event to an existing consent and move its current state along (plus `consent` values)."""
-        event_id = self._append(
+        event_id = events.append(
             db,
             consent_id,
             company_id,
@@ -819,39 +797,6 @@ class Ledger:
             .values(updated_at=at, last_event_id=event_id, **consent)
         )
         return event_id
-
-    def _append(
-        self,
-        db: Db,
-        consent_id: str,
-        company_id: str,
-        product: str,
-        event_type: str,
-        scope: Scope,
-        wording_version: str | None,
-        actor: str,
-        channel: str,
-        reason: str | None,
-        at: datetime,
-        recorded_at: datetime | None,
-    ) -> int:
-        result = db.execute(
-            insert(ConsentEvent).values(
-                consent_id=consent_id,
-                company_id=company_id,
-                product=product,
-                event_type=event_type,
-                data_types=sorted(scope.data_types),
-                connection_ids=sorted(scope.connections),
-                wording_version=wording_version,
-                actor=actor,
-                channel=channel,
-                reason=reason,
-                at=at,
-                recorded_at=aware(recorded_at) if recorded_at else at,
-            )
-        )
-        return int(result.inserted_primary_key[0])
 
     def _view(self, db: Db, company_id: str, product: str) -> ConsentView:
         views = ConsentView.from_state(self._current(db, company_id))
@@ -885,7 +830,7 @@ class Ledger:
         )
 
     def _events(self, db: Db, company_id: str | None) -> pd.DataFrame:
-        return load_events(db, None if company_id is None else [company_id])
+        return events.load_events(db, None if company_id is None else [company_id])
 
     def coverage(self, db: Db, company_id: str) -> tuple[pd.DataFrame, list[str]]:
         """In the caller's transaction (which should hold `lock_company`): the company's active consent pairs
@@ -933,18 +878,3 @@ def _raise_first(plan: pd.DataFrame) -> None:
             f"grant #{first['index']} ({first['company_id']}, {first['product']!r}): {first['error']}{more}; "
             "nothing was written"
         )
-
-
-__all__ = ["Ledger", "check_data_types"]
-
-
-def load_events(db: Db, company_ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """The ledger events of `company_ids` (all when None) in ledger order, as `replay` reads them."""
-    query = select(
-        ConsentEvent.id, ConsentEvent.consent_id, ConsentEvent.company_id, ConsentEvent.product,
-        ConsentEvent.event_type, ConsentEvent.data_types, ConsentEvent.connection_ids, ConsentEvent.at,
-    ).order_by(ConsentEvent.id)
-    if company_ids is None:
-        return events_frame([tuple(row) for row in db.execute(query).all()])
-    frame = select_frame(db, query, ConsentEvent.company_id, company_ids)
-    return events_frame(sorted(frame.itertuples(index=False, name=None)))
