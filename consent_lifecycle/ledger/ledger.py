@@ -34,9 +34,17 @@ from consent_lifecycle.db.models import (
 )
 from consent_lifecycle.ledger import events, refusals
 from consent_lifecycle.ledger.errors import ConsentError
-from consent_lifecycle.ledger.impact import Impact, impact
+from consent_lifecycle.ledger.impact import Impact
+from consent_lifecycle.ledger.reads import (
+    Reads,
+    active_consent,
+    company_snapshot,
+    consent_row,
+    current_state,
+    disconnect_impact,
+    revoke_impact,
+)
 from consent_lifecycle.ledger.refusals import aware
-from consent_lifecycle.ledger.replay import ConsentState, replay
 from consent_lifecycle.ledger.scope import (
     Scope,
     check_channel,
@@ -45,9 +53,8 @@ from consent_lifecycle.ledger.scope import (
     product_of,
     resolve_extension,
     resolve_grant,
-    scope_pairs,
 )
-from consent_lifecycle.ledger.views import ConsentView, entitlement_rows, usable_entitlements
+from consent_lifecycle.ledger.views import ConsentView
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +68,7 @@ _GRANT_REQUIRED = frozenset({"company_id", "product", "wording_version", "actor"
 _GRANT_KEYS = _GRANT_REQUIRED | {"recorded_at", "connections", "data_types"}
 
 
-class Ledger:
+class Ledger(Reads):
     def __init__(self, engine: Engine, catalog: Catalog, on_change: OnChange | None = None) -> None:
         """`on_change` hears of each revocation and disconnection after it commits (the CLI wires Prefect
         events to it, so an automation can plan the deletions at once); what it raises is not the caller's
@@ -92,8 +99,8 @@ class Ledger:
         if not wording_version:
             raise ConsentError(refusals.NO_WORDING_VERSION)
         with self.engine.begin() as db:
-            snapshot = self._company(db, company_id, lock=True)
-            current = self._consent(db, company_id, product)
+            snapshot = company_snapshot(db, company_id, lock=True)
+            current = consent_row(db, company_id, product)
             if current is not None and current["status"] == "active":
                 raise ConsentError(refusals.already_granted(product, company_id))
             _not_before(current, at, company_id, product)
@@ -393,8 +400,8 @@ class Ledger:
         check_channel(channel)
         at = aware(at)
         with self.engine.begin() as db:
-            snapshot = self._company(db, company_id, lock=True)
-            current = self._active(db, company_id, product, "extend")
+            snapshot = company_snapshot(db, company_id, lock=True)
+            current = active_consent(db, company_id, product, "extend")
             _not_before(current, at, company_id, product)
             scope = self._scope(db, current["id"])
             added = resolve_extension(spec, company_id, scope, snapshot, data_types, connections)
@@ -430,8 +437,8 @@ class Ledger:
         check_channel(channel)
         at = aware(at)
         with self.engine.begin() as db:
-            self._company(db, company_id, lock=True)
-            current = self._active(db, company_id, product, "reconfirm")
+            company_snapshot(db, company_id, lock=True)
+            current = active_consent(db, company_id, product, "reconfirm")
             _not_before(current, at, company_id, product)
             scope = self._scope(db, current["id"])
             self._record(
@@ -471,10 +478,10 @@ class Ledger:
         check_channel(channel)
         at = aware(at)
         with self.engine.begin() as db:
-            self._company(db, company_id, lock=True)
-            current = self._active(db, company_id, product, "revoke")
+            company_snapshot(db, company_id, lock=True)
+            current = active_consent(db, company_id, product, "revoke")
             _not_before(current, at, company_id, product)
-            effect = self._impact_of_revoke(db, company_id, product, at)
+            effect = revoke_impact(db, self.catalog, company_id, product, at)
             scope = self._scope(db, current["id"])
             self._record(
                 db,
@@ -510,7 +517,7 @@ class Ledger:
         check_channel(channel)
         at = aware(at)
         with self.engine.begin() as db:
-            snapshot = self._company(db, company_id, lock=True)
+            snapshot = company_snapshot(db, company_id, lock=True)
             check_known_connection(company_id, connection_id, snapshot)
             users = db.execute(
                 select(Consent.id, Consent.product, Consent.wording_version, Consent.updated_at)
@@ -528,7 +535,7 @@ class Ledger:
                 )
             for user in users:
                 _not_before({"updated_at": user.updated_at}, at, company_id, user.product)
-            effect = self._impact_of_disconnect(db, company_id, connection_id, at)
+            effect = disconnect_impact(db, self.catalog, company_id, connection_id, at)
             removed = Scope(frozenset(), frozenset({connection_id}))
             for user in users:
                 self._record(
@@ -562,79 +569,6 @@ class Ledger:
         except Exception:  # the ledger is the record; a listener failing does not undo or fail the change
             logger.warning("could not announce %s of company %s", change, effect.company_id, exc_info=True)
 
-    # -- impact ---------------------------------------------------------------------------------------
-
-    def impact_of_revoke(self, company_id: str, product: str, at: datetime) -> Impact:
-        product_of(self.catalog, product)
-        with self.engine.connect() as db:
-            self._company(db, company_id)
-            self._active(db, company_id, product, "revoke")
-            return self._impact_of_revoke(db, company_id, product, aware(at))
-
-    def impact_of_disconnect(self, company_id: str, connection_id: str, at: datetime) -> Impact:
-        with self.engine.connect() as db:
-            snapshot = self._company(db, company_id)
-            check_known_connection(company_id, connection_id, snapshot)
-            return self._impact_of_disconnect(db, company_id, connection_id, aware(at))
-
-    def _impact_of_revoke(self, db: Db, company_id: str, product: str, at: datetime) -> Impact:
-        pairs = self._pairs(db, company_id)
-        return impact(company_id, pairs, pairs["product"] == product, self._retention(), at, product=product)
-
-    def _impact_of_disconnect(self, db: Db, company_id: str, connection_id: str, at: datetime) -> Impact:
-        pairs = self._pairs(db, company_id)
-        return impact(
-            company_id,
-            pairs,
-            pairs["connection_id"] == connection_id,
-            self._retention(),
-            at,
-            connection_id=connection_id,
-        )
-
-    def _retention(self) -> dict[str, int]:
-        return {key: p.retention_days for key, p in self.catalog.products.items()}
-
-    # -- reads ----------------------------------------------------------------------------------------
-
-    def state(self, company_id: str | None = None, as_of: datetime | None = None) -> ConsentState:
-        """Consents (with their data types and connections): current tables, or replayed as of a time."""
-        with self.engine.connect() as db:
-            if as_of is not None:
-                return replay(self._events(db, company_id), aware(as_of))
-            return self._current(db, company_id)
-
-    def entitlements(
-        self, company_id: str | None = None, as_of: datetime | None = None, now: datetime | None = None
-    ) -> pd.DataFrame:
-        """(company_id, connection_id, data_type, products): what may be pulled, union over active consents,
-        on connections the snapshot shows Linked and not deleted and, at `as_of` (or `now`) when one is
-        given, not past their consent expiry (`consent_lifecycle.expiry`)."""
-        state = self.state(company_id, as_of)
-        with self.engine.connect() as db:
-            snapshot = self._snapshot(db, company_id)
-        moment = as_of or now
-        return usable_entitlements(state, snapshot, self.catalog, aware(moment) if moment else None)
-
-    def consents(self, company_id: str, as_of: datetime | None = None) -> list[ConsentView]:
-        state = self.state(company_id, as_of)
-        return ConsentView.from_state(state)
-
-    def show(self, company_id: str, as_of: datetime | None = None, now: datetime | None = None) -> dict[str, Any]:
-        with self.engine.connect() as db:
-            self._company(db, company_id)
-        return {
-            "company_id": company_id,
-            "as_of": iso(aware(as_of)) if as_of else None,
-            "consents": [view.as_dict() for view in self.consents(company_id, as_of)],
-            "entitlements": entitlement_rows(self.entitlements(company_id, as_of, now)),
-        }
-
-    def history(self, company_id: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as db:
-            self._company(db, company_id)
-            return events.history(db, company_id)
-
     # -- legal holds ------------------------------------------------------------------------------------
 
     def add_hold(
@@ -646,7 +580,7 @@ class Ledger:
         if not reason or not reason.strip():
             raise ConsentError("a legal hold needs a reason")
         with self.engine.begin() as db:
-            self._company(db, company_id, lock=True)
+            company_snapshot(db, company_id, lock=True)
             result = db.execute(
                 insert(LegalHold).values(
                     company_id=company_id,
@@ -693,50 +627,6 @@ class Ledger:
             ]
 
     # -- plumbing --------------------------------------------------------------------------------------
-
-    def _company(self, db: Db, company_id: str, *, lock: bool = False) -> pd.DataFrame:
-        """Check the company is in the snapshot and return its connections; `lock` it first for a write."""
-        if lock:
-            lock_company(db, company_id)
-        found = db.execute(
-            select(Company.id, Company.deleted_at).where(Company.id == company_id)
-        ).one_or_none()
-        if found is None:
-            raise ConsentError(refusals.unknown_company(company_id))
-        if found.deleted_at is not None and lock:  # its history stays readable
-            raise ConsentError(refusals.company_deleted(company_id, found.deleted_at))
-        return self._snapshot(db, company_id)
-
-    def _snapshot(self, db: Db, company_id: str | None) -> pd.DataFrame:
-        """The connections (with what the expiry model reads) of one company, or of all."""
-        columns = [
-            Connection.id, Connection.company_id, Connection.source_type, Connection.status, Connection.deleted_at,
-            Company.jurisdiction, Connection.created_at, Connection.last_sync_at, Connection.last_authorized_at,
-            Connection.last_reconfirmed_at,
-        ]
-        query = select(*columns).join(Company, Company.id == Connection.company_id)
-        if company_id is not None:
-            query = query.where(Connection.company_id == company_id)
-        frame = pd.DataFrame.from_records(db.execute(query).all(), columns=[c.key for c in columns])
-        for column in ("deleted_at", "created_at", "last_sync_at", "last_authorized_at", "last_reconfirmed_at"):
-            frame[column] = pd.to_datetime(frame[column], utc=True)
-        return frame
-
-    def _consent(self, db: Db, company_id: str, product: str) -> dict[str, Any] | None:
-        row = (
-            db.execute(
-                select(Consent.__table__).where(Consent.company_id == company_id, Consent.product == product)
-            )
-            .mappings()
-            .one_or_none()
-        )
-        return dict(row) if row is not None else None
-
-    def _active(self, db: Db, company_id: str, product: str, action: str) -> dict[str, Any]:
-        current = self._consent(db, company_id, product)
-        if current is None or current["status"] != "active":
-            raise ConsentError(refusals.not_active(action, product, company_id, revoked=current is not None))
-        return current
 
     def _scope(self, db: Db, consent_id: str) -> Scope:
         types = db.execute(
@@ -799,56 +689,8 @@ class Ledger:
         return event_id
 
     def _view(self, db: Db, company_id: str, product: str) -> ConsentView:
-        views = ConsentView.from_state(self._current(db, company_id))
+        views = ConsentView.from_state(current_state(db, company_id))
         return next(v for v in views if v.product == product)
-
-    def _current(self, db: Db, company_id: str | None) -> ConsentState:
-        consents = select(
-            Consent.id.label("consent_id"),
-            Consent.company_id,
-            Consent.product,
-            Consent.status,
-            Consent.granted_at,
-            Consent.revoked_at,
-            Consent.updated_at,
-            Consent.wording_version,
-            Consent.actor,
-            Consent.channel,
-        )
-        types = select(ConsentDataType.consent_id, ConsentDataType.data_type).join(
-            Consent, Consent.id == ConsentDataType.consent_id
-        )
-        conns = select(ConsentConnection.consent_id, ConsentConnection.connection_id).join(
-            Consent, Consent.id == ConsentConnection.consent_id
-        )
-        if company_id is not None:
-            consents = consents.where(Consent.company_id == company_id)
-            types = types.where(Consent.company_id == company_id)
-            conns = conns.where(Consent.company_id == company_id)
-        return ConsentState(
-            consents=select_frame(db, consents), data_types=select_frame(db, types), connections=select_frame(db, conns)
-        )
-
-    def _events(self, db: Db, company_id: str | None) -> pd.DataFrame:
-        return events.load_events(db, None if company_id is None else [company_id])
-
-    def coverage(self, db: Db, company_id: str) -> tuple[pd.DataFrame, list[str]]:
-        """In the caller's transaction (which should hold `lock_company`): the company's active consent pairs
-        (product, connection_id, data_type), whatever the connection's status, and its active consent ids.
-        What a deletion checks: an active consent covers its data even while the connection is expired."""
-        state = self._current(db, company_id)
-        active = sorted(state.consents.loc[state.consents["status"] == "active", "consent_id"])
-        return self._pairs(db, company_id), active
-
-    def _pairs(self, db: Db, company_id: str) -> pd.DataFrame:
-        """The company's active consent pairs (product, connection_id, data_type), whatever the status."""
-        state = self._current(db, company_id)
-        active = state.consents[state.consents["status"] == "active"][["consent_id", "product"]]
-        connections = state.connections.merge(active, on="consent_id")
-        return scope_pairs(state.data_types, connections, self._snapshot(db, company_id))[
-            ["product", "connection_id", "data_type"]
-        ]
-
 
 def _not_before(current: dict[str, Any] | None, at: datetime, company_id: str, product: str) -> None:
     """Refuse an event dated before the consent's last one: the ledger is a history, not a draft."""
