@@ -19,7 +19,7 @@ from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.catalog import Catalog
-from consent_lifecycle.clock import as_utc, iso
+from consent_lifecycle.clock import as_utc
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
 from consent_lifecycle.db.bulk import CHUNK, select_frame
 from consent_lifecycle.db.engine import lock_company
@@ -30,10 +30,10 @@ from consent_lifecycle.db.models import (
     ConsentConnection,
     ConsentDataType,
     ConsentEvent,
-    LegalHold,
 )
 from consent_lifecycle.ledger import events, refusals
 from consent_lifecycle.ledger.errors import ConsentError
+from consent_lifecycle.ledger.holds import Holds
 from consent_lifecycle.ledger.impact import Impact
 from consent_lifecycle.ledger.reads import (
     Reads,
@@ -48,7 +48,6 @@ from consent_lifecycle.ledger.refusals import aware
 from consent_lifecycle.ledger.scope import (
     Scope,
     check_channel,
-    check_data_type_key,
     check_known_connection,
     product_of,
     resolve_extension,
@@ -68,7 +67,7 @@ _GRANT_REQUIRED = frozenset({"company_id", "product", "wording_version", "actor"
 _GRANT_KEYS = _GRANT_REQUIRED | {"recorded_at", "connections", "data_types"}
 
 
-class Ledger(Reads):
+class Ledger(Reads, Holds):
     def __init__(self, engine: Engine, catalog: Catalog, on_change: OnChange | None = None) -> None:
         """`on_change` hears of each revocation and disconnection after it commits (the CLI wires Prefect
         events to it, so an automation can plan the deletions at once); what it raises is not the caller's
@@ -568,63 +567,6 @@ class Ledger(Reads):
             self.on_change(change, effect)
         except Exception:  # the ledger is the record; a listener failing does not undo or fail the change
             logger.warning("could not announce %s of company %s", change, effect.company_id, exc_info=True)
-
-    # -- legal holds ------------------------------------------------------------------------------------
-
-    def add_hold(
-        self, company_id: str, *, data_type: str | None = None, reason: str, actor: str, at: datetime
-    ) -> int:
-        """Hold a company's data (or one data type of it) against deletion. Holds never affect consent."""
-        if data_type is not None:
-            check_data_type_key(data_type)
-        if not reason or not reason.strip():
-            raise ConsentError("a legal hold needs a reason")
-        with self.engine.begin() as db:
-            company_snapshot(db, company_id, lock=True)
-            result = db.execute(
-                insert(LegalHold).values(
-                    company_id=company_id,
-                    data_type=data_type,
-                    reason=reason,
-                    placed_by=actor,
-                    placed_at=aware(at),
-                    released_at=None,
-                )
-            )
-            return int(result.inserted_primary_key[0])
-
-    def release_hold(self, hold_id: int, *, at: datetime) -> None:
-        with self.engine.begin() as db:
-            hold = db.execute(select(LegalHold.__table__).where(LegalHold.id == hold_id)).one_or_none()
-            if hold is None:
-                raise ConsentError(f"no legal hold with id {hold_id}")
-            if aware(at) < hold.placed_at:
-                raise ConsentError(
-                    f"--at {iso(aware(at))} is before legal hold {hold_id} was placed ({iso(hold.placed_at)})"
-                )
-            if hold.released_at is not None:
-                raise ConsentError(f"legal hold {hold_id} was already released at {iso(hold.released_at)}")
-            db.execute(update(LegalHold).where(LegalHold.id == hold_id).values(released_at=aware(at)))
-
-    def holds(self, company_id: str | None = None, include_released: bool = False) -> list[dict[str, Any]]:
-        query = select(LegalHold.__table__).order_by(LegalHold.id)
-        if company_id is not None:
-            query = query.where(LegalHold.company_id == company_id)
-        if not include_released:
-            query = query.where(LegalHold.released_at.is_(None))
-        with self.engine.connect() as db:
-            return [
-                {
-                    "hold_id": h.id,
-                    "company_id": h.company_id,
-                    "data_type": h.data_type,
-                    "reason": h.reason,
-                    "placed_by": h.placed_by,
-                    "placed_at": iso(h.placed_at),
-                    "released_at": iso(h.released_at),
-                }
-                for h in db.execute(query)
-            ]
 
     # -- plumbing --------------------------------------------------------------------------------------
 
