@@ -39,7 +39,8 @@ class Reads:
         """Consents (with their data types and connections): current tables, or replayed as of a time."""
         with self.engine.connect() as db:
             if as_of is not None:
-                return replay(events.load_events(db, None if company_id is None else [company_id]), aware(as_of))
+                company_ids = None if company_id is None else [company_id]
+                return replay(events.load_events(db, company_ids), aware(as_of))
             return current_state(db, company_id)
 
     def entitlements(
@@ -126,7 +127,9 @@ def snapshot(db: Db, company_id: str | None) -> pd.DataFrame:
 def consent_row(db: Db, company_id: str, product: str) -> dict[str, Any] | None:
     """The company's consent to `product` as its current-state row, or None when it was never granted."""
     row = (
-        db.execute(select(Consent.__table__).where(Consent.company_id == company_id, Consent.product == product))
+        db.execute(
+            select(Consent.__table__).where(Consent.company_id == company_id, Consent.product == product)
+        )
         .mappings()
         .one_or_none()
     )
@@ -183,11 +186,12 @@ def active_pairs(db: Db, company_id: str) -> pd.DataFrame:
 def revoke_impact(db: Db, catalog: Catalog, company_id: str, product: str, at: datetime) -> Impact:
     """What revoking `product` deletes and keeps: the same for the preview and for `Ledger.revoke`."""
     pairs = active_pairs(db, company_id)
-    return impact(company_id, pairs, pairs["product"] == product, _retention_days(catalog), at, product=product)
+    removed = pairs["product"] == product
+    return impact(company_id, pairs, removed, _retention_days(catalog), at, product=product)
 
 
 def disconnect_impact(db: Db, catalog: Catalog, company_id: str, connection_id: str, at: datetime) -> Impact:
-    """What removing `connection_id` deletes and keeps: the same for the preview and for `Ledger.disconnect`."""
+    """What removing `connection_id` deletes and keeps: the same for the preview and `Ledger.disconnect`."""
     pairs = active_pairs(db, company_id)
     return impact(
         company_id,
