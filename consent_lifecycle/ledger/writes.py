@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, delete, insert, select, update
 
@@ -135,10 +136,7 @@ class Writes:
         check_channel(channel)
         at = aware(at)
         with self.engine.begin() as db:
-            snapshot = company_snapshot(db, company_id, lock=True)
-            current = active_consent(db, company_id, product, "extend")
-            _not_before(current, at, company_id, product)
-            scope = _scope_of(db, current["id"])
+            snapshot, current, scope = _active_under_lock(db, company_id, product, "extend", at)
             added = resolve_extension(spec, company_id, scope, snapshot, data_types, connections)
             wording = wording_version or current["wording_version"]
             _record(
@@ -172,10 +170,7 @@ class Writes:
         check_channel(channel)
         at = aware(at)
         with self.engine.begin() as db:
-            company_snapshot(db, company_id, lock=True)
-            current = active_consent(db, company_id, product, "reconfirm")
-            _not_before(current, at, company_id, product)
-            scope = _scope_of(db, current["id"])
+            _, current, scope = _active_under_lock(db, company_id, product, "reconfirm", at)
             _record(
                 db,
                 current["id"],
@@ -213,11 +208,8 @@ class Writes:
         check_channel(channel)
         at = aware(at)
         with self.engine.begin() as db:
-            company_snapshot(db, company_id, lock=True)
-            current = active_consent(db, company_id, product, "revoke")
-            _not_before(current, at, company_id, product)
+            _, current, scope = _active_under_lock(db, company_id, product, "revoke", at)
             effect = revoke_impact(db, self.catalog, company_id, product, at)
-            scope = _scope_of(db, current["id"])
             _record(
                 db,
                 current["id"],
@@ -303,6 +295,17 @@ class Writes:
             self.on_change(change, effect)
         except Exception:  # the ledger is the record; a listener failing does not undo or fail the change
             logger.warning("could not announce %s of company %s", change, effect.company_id, exc_info=True)
+
+
+def _active_under_lock(
+    db: Db, company_id: str, product: str, action: str, at: datetime
+) -> tuple[pd.DataFrame, dict[str, Any], Scope]:
+    """Lock the company, then its snapshot connections, its consent to `product` and that consent's scope,
+    refused (naming `action`) unless the consent is active and `at` is not before its last event."""
+    snapshot = company_snapshot(db, company_id, lock=True)
+    current = active_consent(db, company_id, product, action)
+    _not_before(current, at, company_id, product)
+    return snapshot, current, _scope_of(db, current["id"])
 
 
 def _scope_of(db: Db, consent_id: str) -> Scope:
