@@ -16,6 +16,7 @@ import pandas as pd
 from consent_lifecycle.catalog import Catalog, CatalogError, Product
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
 from consent_lifecycle.ledger.errors import ConsentError
+from consent_lifecycle.ledger.refusals import no_linked_connection
 
 CHANNELS = ("ui", "api", "cli")
 
@@ -115,11 +116,8 @@ def resolve_grant(
     else:
         chosen = default_connections(types, connections)
         if not chosen:
-            sources = sorted({DATA_TYPE_SOURCE[d] for d in types})
-            raise ConsentError(
-                f"company {company_id} has no Linked {'/'.join(sources)} connection for product {product.key!r}; "
-                "link one (then `consent sync`) or name one with --connection"
-            )
+            sources = "/".join(sorted({DATA_TYPE_SOURCE[d] for d in types}))
+            raise ConsentError(no_linked_connection(company_id, sources, product.key))
     return Scope(types, chosen)
 
 

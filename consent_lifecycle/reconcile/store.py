@@ -35,7 +35,7 @@ from consent_lifecycle.db.models import (
     PullRecord,
     ReconcileCursor,
 )
-from consent_lifecycle.ledger.ledger import load_events
+from consent_lifecycle.ledger import load_events
 from consent_lifecycle.reconcile.check import Observed
 from consent_lifecycle.reconcile.diff import PULL_COLUMNS, READ_COLUMNS, SETTING_COLUMNS, STATE_KINDS
 

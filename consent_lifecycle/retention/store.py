@@ -19,7 +19,7 @@ from consent_lifecycle.batching import batched
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.db.bulk import insert_new, plain_rows, select_frame
 from consent_lifecycle.db.models import Connection, DeletionItem, DeletionReceipt, LegalHold
-from consent_lifecycle.ledger.ledger import load_events
+from consent_lifecycle.ledger import load_events
 from consent_lifecycle.reconcile.intervals import entitlement_intervals
 from consent_lifecycle.retention.plan import PLANNER_REASON_PREFIX, cancelled, held, plan_deletions
 
