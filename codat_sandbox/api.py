@@ -29,12 +29,21 @@ def json_response(content: bytes | str | dict | list, status_code: int = 200) ->
     return Response(content=content, status_code=status_code, media_type="application/json")
 
 
+def parse_json(raw: bytes) -> Any:
+    """`json.loads`, where a body nested past the parser's depth is a ValueError like any other bad JSON
+    (not a RecursionError, which would be a 500)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 async def json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise ApiError(400, "The request body is missing.", errors=[("body", "a JSON body is required")])
     try:
-        return json.loads(raw)
+        return parse_json(raw)
     except ValueError as exc:
         raise ApiError(
             400, f"The request body is not valid JSON: {exc}", errors=[("body", "not valid JSON")]

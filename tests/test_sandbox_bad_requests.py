@@ -1,0 +1,41 @@
+"""Requests the fuzzer (test_sandbox_fuzz.py) found the sandbox answering 500, each kept as a plain case: the
+sandbox must answer 400 with Codat's error body naming the bad parameter or value, as Codat would."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.openapi_spec import schema_ref, validate
+
+
+def first_company_id(client: httpx.Client) -> str:
+    return client.get("/companies", params={"pageSize": 1}).json()["results"][0]["id"]
+
+
+def bad_request(response: httpx.Response, *named: str) -> dict:
+    """Assert a 400 with Codat's error body whose message names each of `named`; return the body."""
+    assert response.status_code == 400, f"{response.status_code} {response.text[:300]}"
+    body = response.json()
+    validate(schema_ref("ErrorMessage"), body)
+    assert body["statusCode"] == 400
+    for name in named:
+        assert name in body["error"], f"{name!r} not named in {body['error']!r}"
+    return body
+
+
+def test_a_body_nested_past_the_json_parsers_depth_is_400(sandbox_http: httpx.Client) -> None:
+    cid = first_company_id(sandbox_http)
+    deep = b"[" * 5000 + b"]" * 5000
+    headers = {"Content-Type": "application/json"}
+    for method, url in (
+        ("POST", "/companies"),
+        ("PUT", f"/companies/{cid}"),
+        ("PATCH", f"/companies/{cid}"),
+        ("POST", f"/companies/{cid}/connections"),
+        ("POST", f"/companies/{cid}/syncSettings"),
+    ):
+        body = bad_request(
+            sandbox_http.request(method, url, content=deep, headers=headers), "nested too deeply"
+        )
+        assert body["validation"]["errors"][0]["itemId"] == "body"
+    assert sandbox_http.post("/_sandbox/clock", content=deep, headers=headers).status_code == 400
