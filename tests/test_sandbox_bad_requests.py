@@ -39,3 +39,17 @@ def test_a_body_nested_past_the_json_parsers_depth_is_400(sandbox_http: httpx.Cl
         )
         assert body["validation"]["errors"][0]["itemId"] == "body"
     assert sandbox_http.post("/_sandbox/clock", content=deep, headers=headers).status_code == 400
+
+
+def test_braces_nested_past_a_limit_are_400_in_query_and_tags(sandbox_http: httpx.Client) -> None:
+    cid = first_company_id(sandbox_http)
+    deep = "{" * 1000 + "name=x" + "}" * 1000
+    for url, parameter in (
+        ("/companies", "query"),
+        ("/companies", "tags"),
+        (f"/companies/{cid}/connections", "query"),
+        (f"/companies/{cid}/data/history", "query"),
+    ):
+        bad_request(sandbox_http.get(url, params={parameter: deep}), f"Error parsing {parameter}", "nested")
+    shallow = "{" * 32 + "id!=00000000-0000-4000-8000-000000000000" + "}" * 32
+    assert sandbox_http.get("/companies", params={"query": shallow}).status_code == 200
