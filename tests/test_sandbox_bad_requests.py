@@ -53,3 +53,25 @@ def test_braces_nested_past_a_limit_are_400_in_query_and_tags(sandbox_http: http
         bad_request(sandbox_http.get(url, params={parameter: deep}), f"Error parsing {parameter}", "nested")
     shallow = "{" * 32 + "id!=00000000-0000-4000-8000-000000000000" + "}" * 32
     assert sandbox_http.get("/companies", params={"query": shallow}).status_code == 200
+
+
+def test_a_date_whose_utc_time_is_outside_the_datetime_range_is_400(sandbox_http: httpx.Client) -> None:
+    cid = first_company_id(sandbox_http)
+    for url, field in (
+        ("/companies", "created"),
+        ("/companies", "lastSync"),
+        (f"/companies/{cid}/connections", "created"),
+        (f"/companies/{cid}/data/history", "requested"),
+        (f"/companies/{cid}/data/history", "completed"),
+    ):
+        for value in ("0001-01-01T00:00:00+12:00", "9999-12-31T23:59:59.999999-12:00"):
+            query = f"{field}>{value}"
+            bad_request(sandbox_http.get(url, params={"query": query}), "Error parsing query", field, value)
+    setting = {"dataType": "invoices", "fetchOnFirstLink": True, "syncSchedule": 24, "syncOrder": 0}
+    body = {
+        "companyId": cid,
+        "overridesDefaults": True,
+        "settings": [{**setting, "syncFromUtc": "0001-01-01T00:00:00+05:00"}],
+    }
+    response = sandbox_http.post(f"/companies/{cid}/syncSettings", json=body)
+    assert bad_request(response)["validation"]["errors"][0]["itemId"] == "settings[0].syncFromUtc"
