@@ -274,10 +274,11 @@ def compile_order_by(
 
 
 def tag_resolver(column: str) -> Resolver:
-    """Fields of the `tags` filter: any tag key, read from the JSON object in `column`."""
+    """Fields of the `tags` filter: any tag key, read from the JSON object in `column`. A key that cannot be
+    put in a quoted JSON path (`"`, `\\`, or NUL, where SQLite's path ends) resolves to nothing."""
 
     def resolve(key: str) -> Field | None:
-        if not key or len(key) > 27 or '"' in key or "\\" in key:
+        if not key or len(key) > 27 or any(c in key for c in '"\\\x00'):
             return None
         return Field(sql=f"json_extract({column}, ?)", kind="string", params=(f'$."{key}"',))
 

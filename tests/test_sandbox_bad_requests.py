@@ -75,3 +75,19 @@ def test_a_date_whose_utc_time_is_outside_the_datetime_range_is_400(sandbox_http
     }
     response = sandbox_http.post(f"/companies/{cid}/syncSettings", json=body)
     assert bad_request(response)["validation"]["errors"][0]["itemId"] == "settings[0].syncFromUtc"
+
+
+def test_a_tag_key_with_a_nul_character_is_400_in_tags_query_and_order_by(sandbox_http: httpx.Client) -> None:
+    for key in ("\x00", "region\x00"):
+        for parameter, value, named in (
+            ("tags", f"{key}=uk", "Error parsing tags"),
+            ("query", f"tags.{key}=uk", "Error parsing query"),
+            ("orderBy", f"tags.{key}", "Error parsing orderBy"),
+        ):
+            response = sandbox_http.get("/companies", params={parameter: value})
+            body = bad_request(response, named)
+            assert key in body["error"] or repr(key)[1:-1] in body["error"], body[
+                "error"
+            ]  # as is, or escaped
+            assert body["validation"]["errors"][0]["itemId"] == parameter
+    assert sandbox_http.get("/companies", params={"tags": "region\x01=uk"}).status_code == 200
