@@ -30,12 +30,17 @@ def json_response(content: bytes | str | dict | list, status_code: int = 200) ->
 
 
 def parse_json(raw: bytes) -> Any:
-    """`json.loads`, where a body nested past the parser's depth is a ValueError like any other bad JSON
-    (not a RecursionError, which would be a 500)."""
+    """`json.loads`, where what Python's parser takes but the sandbox cannot use is a ValueError like any
+    other bad JSON: a body nested past the parser's depth (a RecursionError), and a string with a lone
+    surrogate (`"\\ud800"`: no character, so it cannot be stored or sent back)."""
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
+        json.dumps(data, ensure_ascii=False).encode()
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    except UnicodeEncodeError:
+        raise ValueError("a lone surrogate (\\ud800 to \\udfff) in a string") from None
+    return data
 
 
 async def json_body(request: Request) -> Any:

@@ -91,3 +91,19 @@ def test_a_tag_key_with_a_nul_character_is_400_in_tags_query_and_order_by(sandbo
             ]  # as is, or escaped
             assert body["validation"]["errors"][0]["itemId"] == parameter
     assert sandbox_http.get("/companies", params={"tags": "region\x01=uk"}).status_code == 200
+
+
+def test_a_lone_surrogate_in_a_body_string_is_400(sandbox_http: httpx.Client) -> None:
+    cid = first_company_id(sandbox_http)
+    headers = {"Content-Type": "application/json"}
+    for method, url, body in (
+        ("POST", "/companies", b'{"name": "Surrogate Ltd", "description": "\\ud800"}'),
+        ("PUT", f"/companies/{cid}", b'{"name": "Surrogate Ltd", "description": "a\\udfffb"}'),
+        ("PATCH", f"/companies/{cid}", b'{"description": "\\udc00"}'),
+        ("PATCH", f"/companies/{cid}", b'{"tags": {"region": "\\ud800"}}'),
+    ):
+        response = sandbox_http.request(method, url, content=body, headers=headers)
+        assert bad_request(response, "lone surrogate")["validation"]["errors"][0]["itemId"] == "body"
+    paired = b'{"name": "Emoji Ltd", "description": "\\ud83d\\ude00"}'  # a pair is one character: fine
+    created = sandbox_http.post("/companies", content=paired, headers=headers)
+    assert created.status_code == 200 and created.json()["description"] == "\U0001f600"
