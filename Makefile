@@ -35,10 +35,12 @@ bench: venv
 
 # Longer runs of the crash trials (SIGKILL at random points): 20 per flow instead of CI's few, for every flow
 # (the scan and the reconciliation in test_flow_crashes.py, retention in test_retention_crashes.py), with the
-# scan's send/mark kill and the API fault runs of every flow beside them.
+# scan's send/mark kill and the API fault runs of every flow beside them; and the sandbox fuzzed from Codat's
+# spec with 16 times the suite's examples (test_sandbox_fuzz.py, a few minutes).
 soak: venv
-	CONSENT_CRASH_TRIALS=20 $(BIN)/python -m pytest -q tests/test_flow_crashes.py tests/test_retention_crashes.py \
-		tests/test_flow_expiry_scan.py tests/test_flow_faults.py
+	CONSENT_CRASH_TRIALS=20 CONSENT_FUZZ_EXAMPLES=400 $(BIN)/python -m pytest -q tests/test_flow_crashes.py \
+		tests/test_retention_crashes.py tests/test_flow_expiry_scan.py tests/test_flow_faults.py \
+		tests/test_sandbox_fuzz.py
 
 lint: venv
 	$(BIN)/python -m pip install --quiet ruff

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from codat_sandbox.api import json_response
+from codat_sandbox.api import json_response, parse_json
 from codat_sandbox.clock import parse_iso
 from codat_sandbox.errors import ApiError
 from codat_sandbox.faults import FaultSettings
@@ -38,7 +38,7 @@ async def body_object(request: Request, *, required: bool = True) -> dict[str, A
             raise _bad("body", "a JSON object is required")
         return {}
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
     except ValueError:
         raise _bad("body", "not valid JSON") from None
     if not isinstance(data, dict):

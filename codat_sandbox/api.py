@@ -29,12 +29,26 @@ def json_response(content: bytes | str | dict | list, status_code: int = 200) ->
     return Response(content=content, status_code=status_code, media_type="application/json")
 
 
+def parse_json(raw: bytes) -> Any:
+    """`json.loads`, where what Python's parser takes but the sandbox cannot use is a ValueError like any
+    other bad JSON: a body nested past the parser's depth (a RecursionError), and a string with a lone
+    surrogate (`"\\ud800"`: no character, so it cannot be stored or sent back)."""
+    try:
+        data = json.loads(raw)
+        json.dumps(data, ensure_ascii=False).encode()
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except UnicodeEncodeError:
+        raise ValueError("a lone surrogate (\\ud800 to \\udfff) in a string") from None
+    return data
+
+
 async def json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise ApiError(400, "The request body is missing.", errors=[("body", "a JSON body is required")])
     try:
-        return json.loads(raw)
+        return parse_json(raw)
     except ValueError as exc:
         raise ApiError(
             400, f"The request body is not valid JSON: {exc}", errors=[("body", "not valid JSON")]

@@ -47,7 +47,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("sandbox error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    log.error(
+        "sandbox error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
+    )
     return error_response(500)
 
 

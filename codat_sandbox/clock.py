@@ -20,12 +20,16 @@ def as_utc(value: datetime) -> datetime:
 
 
 def parse_iso(text: str) -> datetime:
-    """ISO 8601 (a trailing `Z` allowed) as aware UTC; ValueError naming the text otherwise."""
+    """ISO 8601 (a trailing `Z` allowed) as aware UTC; ValueError naming the text otherwise, also for a
+    time whose UTC lies outside years 1 to 9999 (`0001-01-01T00:00:00+05:00`)."""
     try:
         parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except (ValueError, AttributeError):
         raise ValueError(f"not an ISO 8601 time: {text!r}") from None
-    return as_utc(parsed)
+    try:
+        return as_utc(parsed)
+    except OverflowError:
+        raise ValueError(f"not a time between years 1 and 9999 in UTC: {text!r}") from None
 
 
 def iso(value: datetime) -> str:

@@ -114,8 +114,14 @@ class SandboxGuard:
             return await route.endpoint(Request(scope, receive), **params)
         except ApiError as exc:
             return from_api_error(exc)
-        except Exception as exc:  # noqa: BLE001 - as the app's catch-all handler: a 500, named in the log
-            log.error("sandbox error on %s %s: %s", scope["method"], scope["path"], type(exc).__name__)
+        except Exception as exc:  # as the app's catch-all handler: a 500, its traceback logged
+            log.error(
+                "sandbox error on %s %s: %s",
+                scope["method"],
+                scope["path"],
+                type(exc).__name__,
+                exc_info=exc,
+            )
             return error_response(500)
 
     async def _fault(self, respond, headers: dict[str, str]) -> bool:

@@ -7,7 +7,8 @@ Grammar (https://docs.codat.io/using-the-api/querying)::
     factor := '{' expr '}' | clause
     clause := field op value          op: = != ~ > < >= <=
 
-A value runs to the next `&&`, `||`, closing `}` or the end, trimmed; surrounding quotes are dropped.
+A value runs to the next `&&`, `||`, closing `}` or the end, trimmed; surrounding quotes are dropped. Braces
+nest at most MAX_NESTING deep.
 Fields are whitelisted per resource; each names a SQL expression and a kind (string, uuid, enum, time, int,
 bool) that decides the operators allowed and how the value is converted. Field names and values never
 reach the SQL text.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from codat_sandbox.clock import parse_iso, stamp
 
 MAX_QUERY_LENGTH = 2048
+MAX_NESTING = 32  # braces deeper than this are refused, before the recursive parser runs out of stack
 ALL_OPERATORS: tuple[str, ...] = ("!=", ">=", "<=", "=", "~", ">", "<")  # longest first
 TAG_OPERATORS: tuple[str, ...] = ("!=", "=", "~")
 _OPERATOR_CHARS = set("=!~<>")
@@ -124,6 +126,10 @@ class _Parser:
     def factor(self) -> tuple[str, list]:
         self.skip_ws()
         if self.at("{"):
+            if self.depth >= MAX_NESTING:
+                raise self.fail(
+                    f"Malformed query: braces nested deeper than {MAX_NESTING} at position {self.pos}."
+                )
             self.pos += 1
             self.depth += 1
             inner = self.expr()
@@ -268,10 +274,11 @@ def compile_order_by(
 
 
 def tag_resolver(column: str) -> Resolver:
-    """Fields of the `tags` filter: any tag key, read from the JSON object in `column`."""
+    """Fields of the `tags` filter: any tag key, read from the JSON object in `column`. A key that cannot be
+    put in a quoted JSON path (`"`, `\\`, or NUL, where SQLite's path ends) resolves to nothing."""
 
     def resolve(key: str) -> Field | None:
-        if not key or len(key) > 27 or '"' in key or "\\" in key:
+        if not key or len(key) > 27 or any(c in key for c in '"\\\x00'):
             return None
         return Field(sql=f"json_extract({column}, ?)", kind="string", params=(f'$."{key}"',))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 import httpx
@@ -27,9 +28,10 @@ def sandbox_client(handle: SandboxHandle, **kwargs) -> httpx.Client:
     )
 
 
-def reset_sandbox(handle: SandboxHandle) -> None:
-    """Clock back to SANDBOX_NOW, faults and limits to defaults, a fresh world and request counters."""
-    with sandbox_client(handle) as client:
+def reset_sandbox(handle: SandboxHandle, client: httpx.Client | None = None) -> None:
+    """Clock back to SANDBOX_NOW, faults and limits to defaults, a fresh world and request counters.
+    Through `client` if given (a new client costs ~80 ms: it loads the CA bundle)."""
+    with nullcontext(client) if client is not None else sandbox_client(handle) as http:
         for path, body in (
             ("/_sandbox/clock", {"now": SANDBOX_NOW_ISO}),
             ("/_sandbox/faults", {}),
@@ -42,7 +44,7 @@ def reset_sandbox(handle: SandboxHandle) -> None:
             ),
             ("/_sandbox/reset", {"companies": SANDBOX_COMPANIES, "seed": SANDBOX_SEED}),
         ):
-            response = client.post(path, json=body)
+            response = http.post(path, json=body)
             assert response.status_code == 200, f"POST {path}: {response.status_code} {response.text}"
 
 
