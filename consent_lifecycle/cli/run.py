@@ -70,6 +70,9 @@ def run_reconcile(
 def run_retention(
     company: CompaniesOption = None,
     now: NowOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan and report; delete nothing (the default).")
+    ] = False,
     execute: Annotated[
         bool,
         typer.Option("--execute", help="Delete what is due (default: a dry run that plans and reports)."),
@@ -82,6 +85,8 @@ def run_retention(
     """Flow retention-enforcement: plan deletions, and with --execute delete what is due, with receipts."""
     from consent_lifecycle.retention.summary import RetentionSummary
 
+    if dry_run and execute:
+        raise fail("--dry-run and --execute contradict each other: pass --execute to delete, or neither to plan")
     scope = company_ids(company)
     at = iso_time(now)
     state = run_flow(
