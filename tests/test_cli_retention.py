@@ -1,5 +1,6 @@
-"""`consent run retention` (a dry run unless `--execute`; `--dry-run` says so out loud), as a user runs it:
-in-process through Typer's runner, against the sandbox and the Prefect harness where a flow runs."""
+"""`consent run retention` (a dry run unless `--execute`; `--dry-run` says so out loud) and `consent deletions
+receipts / receipt ID`, as a user runs them: in-process through Typer's runner, against the sandbox and the
+Prefect harness where a flow runs."""
 
 from __future__ import annotations
 
@@ -53,8 +54,24 @@ def test_dry_run_with_execute_is_refused_before_anything_is_written(no_database)
     assert not no_database.exists()
 
 
+@pytest.mark.parametrize("bad", ["0", "-1", "abc", "2.5", "99999999999999999999"])
+def test_a_receipt_id_that_is_not_a_positive_integer_exits_2_naming_it(no_database, bad):
+    result = runner.invoke(app, ["deletions", "receipt", bad])
+    assert result.exit_code == 2, result.output
+    assert bad in result.output and "Traceback" not in result.output
+    assert not no_database.exists()
+
+
+def test_an_unknown_receipt_id_exits_2_naming_it(sqlite_url, monkeypatch):
+    monkeypatch.setenv("CONSENT_DATABASE_URL", sqlite_url)
+    for args in (["deletions", "receipt", "42"], ["deletions", "receipt", "42", "--json"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "receipt 42" in result.output and not result.stdout
+
+
 @pytest.mark.prefect
-def test_a_dry_run_deletes_nothing_and_execute_does(
+def test_a_dry_run_deletes_nothing_then_execute_leaves_receipts_each_shown_by_its_id(
     flow_env, fresh_sandbox, sqlite_url, tmp_path
 ):
     flow_env.chdir(tmp_path)
@@ -86,5 +103,15 @@ def test_a_dry_run_deletes_nothing_and_execute_does(
 
     done = ok_json("run", "retention", "--execute", "--now", DUE)
     assert done["executed_done"] == due["due"] and stored() == 0
-    assert len(ok_json("deletions", "receipts", "--company", company)) == done["executed_done"]
+    receipts = ok_json("deletions", "receipts", "--company", company)
+    assert len(receipts) == done["executed_done"]
+    for receipt in receipts:  # one by its id: the same object as its row in the list
+        assert ok_json("deletions", "receipt", str(receipt["id"])) == receipt
+    balance = next(r for r in receipts if r["what"]["data_type"] == "balanceSheet")
+    assert balance["rows_purged"] == 2
+    shown = ok("deletions", "receipt", str(balance["id"]))
+    assert company in shown and "balanceSheet" in shown and balance["executed_at"] in shown
+    beyond = str(max(r["id"] for r in receipts) + 1)
+    missing = runner.invoke(app, ["deletions", "receipt", beyond])
+    assert missing.exit_code == 2 and f"receipt {beyond}" in missing.output
     engine.dispose()

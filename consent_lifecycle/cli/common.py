@@ -84,6 +84,16 @@ def within(low: int, high: int | None = None) -> Callable[[int | None], int | No
 ROW_ID = within(1, 2**63 - 1)
 
 
+def row_id(value: str) -> int:
+    """Parser (`parser=`) of a database id given as text: an integer ROW_ID accepts, or exit 2 naming it."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an id (a positive integer): {value!r}") from None
+    ROW_ID(number)
+    return number
+
+
 def _uuid(what: str, value: str) -> str:
     try:
         return str(uuid.UUID(value))
