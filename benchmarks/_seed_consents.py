@@ -2,7 +2,7 @@
 
     python -m benchmarks._seed_consents --now 2026-11-01T12:00:00Z --workers 2
 
-Like `consent demo` (`consent_lifecycle.cli._demo_consents`): each company grants, at its Codat `created`
+Like `consent demo` (`consent_lifecycle.cli.demo`): each company grants, at its Codat `created`
 time, each catalog product its Codat `products` lists (`Ledger.grant_many`, default scope: the product's
 required types on the company's Linked connections of the right kind; a company with no such connection
 is refused, and counted as skipped). Then every `--revoke-every`-th company revokes its first granted

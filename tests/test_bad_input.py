@@ -26,7 +26,6 @@ import pytest
 from sqlalchemy import Engine, MetaData, func, inspect, select, table
 from typer.testing import CliRunner
 
-import consent_lifecycle.cli_flows  # noqa: F401  (registers the flow commands on `app`)
 from codat_sandbox.runner import serving
 from consent_lifecycle.cli import app
 from consent_lifecycle.codat import CodatClient, CodatError, RetryPolicy

@@ -229,7 +229,7 @@ def test_impact_json_shape_matches_what_revoke_does(db):
 
 
 def test_revoke_asks_on_a_terminal(db, monkeypatch):
-    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    monkeypatch.setattr(cli.ledger, "_interactive", lambda: True)
     before = counts(db)
     declined = runner.invoke(app, ["revoke", COMPANY, "dashboard", "--at", LATER], input="n\n")
     assert declined.exit_code == 1 and "nothing was changed" in declined.output

@@ -32,7 +32,7 @@ def test_the_three_flows_are_deployed_under_their_own_names():
     assert {"connection-expiry-scan", "consent-reconciliation", "retention-enforcement"} <= set(names)
     assert names["retention-enforcement"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
     # the backfill's --via-deployment targets this name
-    from consent_lifecycle.cli_flows import DEPLOYMENT
+    from consent_lifecycle.cli.run import DEPLOYMENT
 
     flow_name, _, deployment_name = DEPLOYMENT.partition("/")
     assert deployment_name in names and flow_name == "consent-reconciliation"

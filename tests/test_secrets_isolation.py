@@ -25,7 +25,6 @@ from sqlalchemy import Engine, MetaData, delete, event, select, text, update
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-import consent_lifecycle.cli_flows  # noqa: F401  (registers the flow commands on `app`)
 from codat_sandbox import SandboxConfig, running_sandbox
 from consent_lifecycle import cli
 from consent_lifecycle.codat import CodatClient, CodatError, RetryPolicy
@@ -134,7 +133,7 @@ def test_secrets_never_appear_in_output_logs_artifacts_or_reprs(tmp_path, monkey
         demo_keys.append(real_secrets.token_urlsafe(n))
         return demo_keys[-1]
 
-    monkeypatch.setattr(cli, "secrets", SimpleNamespace(token_urlsafe=spy))
+    monkeypatch.setattr(cli.demo, "secrets", SimpleNamespace(token_urlsafe=spy))
     collect = Collect()
     watched = [logging.getLogger(), logging.getLogger("prefect"), logging.getLogger("consent_lifecycle"),
                logging.getLogger("httpx"), logging.getLogger("httpcore")]

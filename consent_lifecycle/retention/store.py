@@ -158,10 +158,15 @@ def due_batch(
         return [(item_id, due_at) for item_id, due_at in db.execute(query).all()]
 
 
-def receipts(engine: Engine, company_id: str | None = None) -> list[dict[str, Any]]:
+def receipts(
+    engine: Engine, company_id: str | None = None, receipt_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Receipts in id order: all, a company's, or the one with `receipt_id` (none if there is no such)."""
     query = select(DeletionReceipt.__table__).order_by(DeletionReceipt.id)
     if company_id is not None:
         query = query.where(DeletionReceipt.company_id == company_id)
+    if receipt_id is not None:
+        query = query.where(DeletionReceipt.id == receipt_id)
     with engine.connect() as db:
         return [dict(r) for r in db.execute(query).mappings()]
 
