@@ -408,7 +408,7 @@ def test_the_checker_finds_formatted_sql() -> None:
 
 def test_sql_is_built_from_bound_parameters_only() -> None:
     found = set()
-    for path in sorted((ROOT / "consent_lifecycle").rglob("*.py")):
+    for path in sorted(p for package in ("consent_lifecycle", "codat_sandbox") for p in (ROOT / package).rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
         for _, line in formatted_sql(path.read_text()):
             found.add((relative, line))
