@@ -6,21 +6,20 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from consent_lifecycle.db.migrate import upgrade
+from tests.fixtures_cli import consent as consent_in_process
 from tests.fixtures_sandbox import SANDBOX_API_KEY, SANDBOX_NOW_ISO, sandbox_client
 
 pytestmark = pytest.mark.prefect
-CONSENT = str(Path(sys.executable).with_name("consent"))
 
 
 @pytest.fixture
 def cli(fresh_sandbox, sqlite_url, prefect_harness, tmp_path):
-    """`consent` in a subprocess with this test's database, sandbox and Prefect server."""
+    """`consent` with this test's database, sandbox and Prefect server (in this process, as its console
+    script runs it: tests/fixtures_cli.py)."""
     from prefect.settings import PREFECT_API_URL
 
     env = {
@@ -30,10 +29,7 @@ def cli(fresh_sandbox, sqlite_url, prefect_harness, tmp_path):
     }
 
     def run(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [CONSENT, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
-            check=False,
-        )
+        result = consent_in_process(args, env)
         assert result.returncode == code, (args, result.stdout, result.stderr)
         return result
 

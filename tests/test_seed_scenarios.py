@@ -1,5 +1,7 @@
-"""The six scenarios of the seed (../shared/seed/customer-lifecycle.md), end to end: the `consent` command in
-a subprocess, against the sandbox over HTTP and a real database, asserting on its `--json` output.
+"""The six scenarios of the seed (../shared/seed/customer-lifecycle.md), end to end: the `consent` command as
+its console script runs it (in this process: tests/fixtures_cli.py; in a subprocess where the process
+matters, a stdin that is not a terminal), against the sandbox over HTTP and a real database, asserting on
+its `--json` output.
 
 The snapshot is filled with `consent sync` (a Prefect flow run on the session's test server) once per module,
 from the freshly reset sandbox, into a template database each test gets its own copy of (a sync is the slowest
@@ -25,6 +27,7 @@ from sqlalchemy.engine import make_url
 from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.clock import parse_iso
 from consent_lifecycle.db.migrate import upgrade
+from tests.fixtures_cli import consent as consent_in_process
 from tests.fixtures_sandbox import SANDBOX_API_KEY, SANDBOX_NOW_ISO, reset_sandbox, sandbox_client
 
 pytestmark = pytest.mark.prefect
@@ -45,12 +48,16 @@ FRESH_BANK = datetime(2026, 11, 1, 12, tzinfo=UTC) - timedelta(days=80)
 
 
 class Cli:
-    """`consent` as a user runs it: a subprocess with the test's database, sandbox and Prefect server."""
+    """`consent` as a user runs it, with the test's database, sandbox and Prefect server."""
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.env, self.cwd = env, cwd
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return consent_in_process(args, self.env, self.cwd)  # stdin: never a terminal
+
+    def process(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The installed `consent` script in a subprocess."""
         return subprocess.run(
             [CONSENT, *args], env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,  # never a terminal
             capture_output=True, text=True, timeout=120, check=False,
@@ -232,7 +239,7 @@ def test_5_revoking_one_use_case_shows_the_impact_and_keeps_shared_data(consent,
 
     # without --yes, on a stdin that is not a terminal: refused, the impact shown, nothing written
     events = len(consent("history", company))
-    refused = consent.run("revoke", company, "lending", "--at", T3)
+    refused = consent.process("revoke", company, "lending", "--at", T3)
     assert refused.returncode == 2 and "--yes" in refused.stderr
     assert "balanceSheet" in refused.stdout  # the impact came first
     assert len(consent("history", company)) == events
