@@ -21,8 +21,11 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/consent demo
 
+# On every core (pytest-xdist; each worker has its own Prefect test server, sandbox and databases).
+# TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= auto
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # Figures, not tests: the flows at chosen sizes against a sandbox process and a real Prefect server, and the
 # reconciliation diff against a naive loop, and paging under a low per-minute rate limit (~2 min). Results
