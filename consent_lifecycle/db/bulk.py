@@ -19,21 +19,26 @@ from consent_lifecycle.batching import batched
 CHUNK = 2000
 
 
+def select_rows(
+    db: Connection, query: Select, column: ColumnElement[Any] | None = None, keys: Iterable[Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """The rows of `query` as tuples, restricted to `column IN keys` when keys are given: one statement per
+    CHUNK keys, rows concatenated in chunk order."""
+    if keys is None:
+        return [tuple(row) for row in db.execute(query).all()]
+    if column is None:
+        raise ValueError("select_rows: keys given without the column they restrict")
+    return [
+        tuple(row) for part in batched(list(keys), CHUNK) for row in db.execute(query.where(column.in_(part))).all()
+    ]
+
+
 def select_frame(
     db: Connection, query: Select, column: ColumnElement[Any] | None = None, keys: Iterable[Any] | None = None
 ) -> pd.DataFrame:
-    """The rows of `query` as a frame (its selected columns' names), restricted to `column IN keys` when
-    keys are given: one statement per CHUNK keys, rows concatenated in chunk order."""
+    """`select_rows` as a frame, its columns named as the query selects them."""
     names = [c.key for c in query.selected_columns]
-    if keys is None:
-        rows = [tuple(row) for row in db.execute(query).all()]
-    else:
-        if column is None:
-            raise ValueError("select_frame: keys given without the column they restrict")
-        rows = [
-            tuple(row) for part in batched(list(keys), CHUNK) for row in db.execute(query.where(column.in_(part))).all()
-        ]
-    return pd.DataFrame.from_records(rows, columns=names)
+    return pd.DataFrame.from_records(select_rows(db, query, column, keys), columns=names)
 
 
 def dialect_insert(db: Connection, table: Table) -> Any:

@@ -12,7 +12,7 @@ from sqlalchemy import Connection as Db
 from sqlalchemy import insert, select
 
 from consent_lifecycle.clock import iso
-from consent_lifecycle.db.bulk import select_frame
+from consent_lifecycle.db.bulk import select_rows
 from consent_lifecycle.db.models import ConsentEvent
 from consent_lifecycle.ledger.refusals import aware
 from consent_lifecycle.ledger.replay import events_frame
@@ -59,10 +59,8 @@ def load_events(db: Db, company_ids: Sequence[str] | None = None) -> pd.DataFram
         ConsentEvent.id, ConsentEvent.consent_id, ConsentEvent.company_id, ConsentEvent.product,
         ConsentEvent.event_type, ConsentEvent.data_types, ConsentEvent.connection_ids, ConsentEvent.at,
     ).order_by(ConsentEvent.id)
-    if company_ids is None:
-        return events_frame([tuple(row) for row in db.execute(query).all()])
-    frame = select_frame(db, query, ConsentEvent.company_id, company_ids)
-    return events_frame(sorted(frame.itertuples(index=False, name=None)))
+    rows = select_rows(db, query, ConsentEvent.company_id, company_ids)
+    return events_frame(rows if company_ids is None else sorted(rows))
 
 
 def history(db: Db, company_id: str) -> list[dict[str, Any]]:
