@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from consent_lifecycle.clock import utcnow
 from consent_lifecycle.codat.webhooks import CONNECTION_EVENTS, WebhookError, WebhookEvent, verify
 from consent_lifecycle.db.bulk import insert_new
-from consent_lifecycle.db.models import WebhookDelivery
+from consent_lifecycle.db.models import CodatEvent
 
 OnEvent = Callable[[WebhookEvent], Awaitable[None]]
 
@@ -42,9 +42,9 @@ def create_receiver(
             return JSONResponse({"error": str(exc)}, status_code=status)
         webhook_id = request.headers["webhook-id"]
         row = {"id": webhook_id, "event_type": event.event_type, "company_id": event.company_id,
-               "generated_at": event.generated_at, "received_at": now}
+               "generated_at": event.generated_at, "received_at": now, "body": body.decode(errors="replace")}
         with engine.begin() as db:
-            first = insert_new(db, WebhookDelivery.__table__, [row], key="id")
+            first = insert_new(db, CodatEvent.__table__, [row], key="id")
         if not first:
             return JSONResponse({"status": "duplicate", "id": webhook_id})
         if event.event_type in CONNECTION_EVENTS and event.company_id:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from codat_sandbox.runner import serving
 from consent_lifecycle.codat.webhooks import sign
 from consent_lifecycle.db.engine import make_engine
-from consent_lifecycle.db.models import Connection, WebhookDelivery
+from consent_lifecycle.db.models import Connection, CodatEvent
 from consent_lifecycle.webhook_receiver import create_receiver
 from flows.connection_expiry_scan import connection_expiry_scan
 from tests.fixtures_sandbox import SANDBOX_NOW, sandbox_client
@@ -94,11 +94,11 @@ def test_bad_signature_stale_timestamp_and_replay_are_refused(receiver):
     assert stale.status_code == 400 and "replay" in stale.json()["error"]
     assert deliver(url, {"id": "x"}, webhook_id="msg_bad").status_code == 400  # no eventType: malformed
     with receiver["engine"].connect() as db:
-        assert db.scalars(select(WebhookDelivery.id)).all() == []  # nothing recorded so far
+        assert db.scalars(select(CodatEvent.id)).all() == []  # nothing recorded so far
 
     first = deliver(url, EVENT, webhook_id="msg_7")
     again = deliver(url, EVENT, webhook_id="msg_7")
     assert first.json()["status"] == "accepted" and again.json()["status"] == "duplicate"
     assert SECRET not in first.text + again.text + stale.text
     with receiver["engine"].connect() as db:
-        assert db.scalars(select(WebhookDelivery.id)).all() == ["msg_7"]
+        assert db.scalars(select(CodatEvent.id)).all() == ["msg_7"]

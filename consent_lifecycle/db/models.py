@@ -45,6 +45,7 @@ DELETION_SCOPES: Final[tuple[str, ...]] = ("codat_connection", "local_store")
 DELETION_STATUSES: Final[tuple[str, ...]] = ("planned", "held", "executing", "done", "cancelled", "failed")
 #: pending -> sending (claimed) -> sent, or back to pending (retry), or failed (after the last attempt)
 NOTIFICATION_STATUSES: Final[tuple[str, ...]] = ("pending", "sending", "sent", "failed")
+CODAT_EVENT_STATUSES: Final[tuple[str, ...]] = ("pending", "done", "failed")
 
 NAMING_CONVENTION: Final[dict[str, str]] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -124,6 +125,12 @@ class Connection(Base):
     #: the customer's last Open Banking reconfirmation
     last_reconfirmed_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    #: when the state above was true: the scan's `now`, or a connection event's `generatedDate` (an older
+    #: event never overwrites newer state)
+    state_at: Mapped[datetime | None]
+    #: the latest `read.completed` that named this connection (its `generatedDate`): a `lastSync` later than
+    #: this (and than the company's last reconciliation) is a read whose webhook never arrived
+    last_read_at: Mapped[datetime | None]
 
 
 class ConsentEvent(Base):
@@ -239,16 +246,62 @@ class ReconcileCursor(Base):
     reconciled_at: Mapped[datetime]
 
 
-class WebhookDelivery(Base):
-    """A Codat webhook delivery we acted on, by its `webhook-id`: a second delivery of it is not acted on."""
+class CodatEvent(Base):
+    """The inbox: each verified Codat webhook delivery, stored whole by its `webhook-id` before it is answered.
 
-    __tablename__ = "webhook_deliveries"
+    pending -> done once its effects committed (in the same transaction), or back to pending with `attempts`
+    and `last_error` when processing failed, or failed after the last attempt (its company is then marked for
+    the night's reconciliation). A claim (`claimed_by`, `claimed_until`) is a lease: a processor that dies
+    mid-batch leaves events that any processor may take again once the lease ran out.
+    """
+
+    __tablename__ = "codat_events"
+    __table_args__ = (
+        CheckConstraint(_in("status", CODAT_EVENT_STATUSES), name="status"),
+        Index(None, "status", "generated_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
     event_type: Mapped[str] = mapped_column(String(KEY))
     company_id: Mapped[str | None] = mapped_column(String(ID))
     generated_at: Mapped[datetime]
     received_at: Mapped[datetime]
+    #: the delivery's body as received (JSON text)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(NAME))
+    claimed_until: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+
+
+class ReadObservation(Base):
+    """One entry of a `read.completed` event: Codat read `data_type` on `connection_id` at `generated_at`
+    with `status` (an observation: no foreign keys)."""
+
+    __tablename__ = "read_observations"
+    __table_args__ = (Index(None, "company_id", "generated_at"),)
+
+    event_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    data_type: Mapped[str] = mapped_column(String(KEY), primary_key=True)
+    company_id: Mapped[str] = mapped_column(String(ID))
+    status: Mapped[str] = mapped_column(String(32))
+    records_modified: Mapped[int | None]
+    generated_at: Mapped[datetime]
+
+
+class ReconcileMark(Base):
+    """A company the next reconciliation must read from Codat, and why (`reasons`, sorted names). Cleared
+    by the reconciliation of that company that commits at or after `marked_at`."""
+
+    __tablename__ = "reconcile_marks"
+
+    company_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    reasons: Mapped[list[str]] = mapped_column(default=list)
+    first_marked_at: Mapped[datetime]
+    marked_at: Mapped[datetime]
 
 
 class Finding(Base):
