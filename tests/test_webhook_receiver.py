@@ -16,7 +16,7 @@ from sqlalchemy import select
 from codat_sandbox.runner import serving
 from consent_lifecycle.codat.webhooks import sign
 from consent_lifecycle.db.engine import make_engine
-from consent_lifecycle.db.models import Connection, CodatEvent
+from consent_lifecycle.db.models import CodatEvent, Connection
 from consent_lifecycle.webhook_receiver import create_receiver
 from flows.connection_expiry_scan import connection_expiry_scan
 from tests.fixtures_sandbox import SANDBOX_NOW, sandbox_client
