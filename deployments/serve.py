@@ -17,9 +17,9 @@ What it does, in order:
    (`--sandbox-port`, default 8710) with the key in CONSENT_CODAT_API_KEY (one is generated if unset), and
    points the flow runs at it.
 3. Migrates the consent database (CONSENT_DATABASE_URL).
-4. Webhooks in: starts `python -m deployments.webhooks` (`--webhook-port`, default 8720) with
-   CONSENT_CODAT_WEBHOOK_SECRET (generated if unset): Codat connection events trigger a targeted expiry
-   scan; the sandbox started here is told to send them there. Its `/alerts` inbox (.consent/alerts.jsonl)
+4. Webhooks in: starts `consent webhooks serve` (`--webhook-port`, default 8720) with
+   CONSENT_CODAT_WEBHOOK_SECRET (generated if unset): Codat events are stored in the inbox and nudge the
+   `codat-events` deployment; the sandbox started here is told to send them there. Its `/alerts` inbox (.consent/alerts.jsonl)
    receives the failure alerts unless CONSENT_ALERT_WEBHOOK_URL is set.
 5. Automations: the failure alert (deployments/automations.py), and with the deployments their prefect.yaml
    `triggers:` (a revocation or disconnection plans that company's deletions).
@@ -101,11 +101,11 @@ def webhook_secret() -> str:
 
 
 def start_receiver(stack: ExitStack, port: int, secret: str, log_dir: Path) -> str:
-    """Start the webhook receiver (deployments/webhooks.py) on HOST:`port`; returns its base URL once it
-    answers. The secret goes in the environment, never in argv."""
+    """Start the webhook receiver (`consent webhooks serve`, deployments/webhooks.py) on HOST:`port`;
+    returns its base URL once it answers. The secret goes in the environment, never in argv."""
     require_free(port, "a webhook receiver", "Pass --webhook-port.")
     log_path = log_dir / "webhooks.log"
-    argv = [sys.executable, "-m", "deployments.webhooks", "--host", HOST, "--port", str(port),
+    argv = [executable("consent"), "webhooks", "serve", "--host", HOST, "--port", str(port),
             "--alerts-file", str(log_dir.parent / "alerts.jsonl")]
     env = {**os.environ, "CONSENT_CODAT_WEBHOOK_SECRET": secret}
     process = stack.enter_context(running(argv, log_path, env))
@@ -116,7 +116,7 @@ def start_receiver(stack: ExitStack, port: int, secret: str, log_dir: Path) -> s
 
 
 def send_sandbox_webhooks(sandbox_url: str, api_key: str, receiver_url: str, secret: str) -> None:
-    """Tell the sandbox to sign and send its connection webhooks to the receiver."""
+    """Tell the sandbox to sign and send its webhooks to the receiver."""
     auth = {"Authorization": "Basic " + base64.b64encode(api_key.encode()).decode()}
     body = {"url": f"{receiver_url}/webhooks/codat", "secret": secret}
     httpx.post(f"{sandbox_url}/_sandbox/webhooks", json=body, headers=auth, timeout=10).raise_for_status()

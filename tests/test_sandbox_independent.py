@@ -23,7 +23,7 @@ def test_sandbox_knows_codats_data_types_and_statuses_as_we_do():
 def test_a_delivery_the_sandbox_signs_is_one_our_receiver_verifies():
     secret = SecretStr("whsec_" + "c2VjcmV0LWtleS1ieXRlcw==")
     body = b'{"id": "e1", "eventType": "connection.connected", "generatedDate": "2026-11-01T12:00:00Z", "payload": {}}'
-    now = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    now = datetime.now(UTC).replace(microsecond=0)  # the library checks the timestamp against the real clock too
     stamp = int(now.timestamp())
     headers = {"webhook-id": "e1", "webhook-timestamp": str(stamp), "webhook-signature": sign(secret, "e1", stamp, body)}
     assert verify(secret, headers, body, now).event_type == "connection.connected"
@@ -31,6 +31,6 @@ def test_a_delivery_the_sandbox_signs_is_one_our_receiver_verifies():
     try:
         verify(secret, headers, body, now)
     except ValueError as exc:
-        assert "does not match" in str(exc)
+        assert "No matching signature" in str(exc)
     else:
         raise AssertionError("a delivery signed with another secret was accepted")

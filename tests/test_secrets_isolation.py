@@ -205,12 +205,9 @@ def _webhook_receiver_answers(settings: Settings) -> list[str]:
     """The Codat webhook receiver, configured with the secret, answering forged and malformed deliveries."""
     from codat_sandbox.runner import serving
 
-    async def ignore(event: Any) -> None:
-        return None
-
     assert settings.codat_webhook_secret is not None
     engine = make_engine(settings.database_url)
-    app = create_receiver(settings.codat_webhook_secret, engine, ignore)
+    app = create_receiver(settings.codat_webhook_secret, engine)
     now = str(int(datetime.now(UTC).timestamp()))
     answers = []
     with serving(app) as base_url, httpx.Client(base_url=base_url) as http:

@@ -27,6 +27,7 @@ from consent_lifecycle.cli import (
     run,
     sandbox,
     sync,
+    webhooks,
 )
 
 app = typer.Typer(
@@ -50,6 +51,7 @@ for name, group in (
     ("findings", findings.app),
     ("access", access.app),
     ("deletions", deletions.app),
+    ("webhooks", webhooks.app),
 ):
     app.add_typer(group, name=name)
 
