@@ -303,6 +303,7 @@ SNAPSHOT_SYNC = "flows.snapshot_sync:snapshot_sync"
 EXPIRY_SCAN = "flows.connection_expiry_scan:connection_expiry_scan"
 RECONCILIATION = "flows.consent_reconciliation:consent_reconciliation"
 RETENTION = "flows.retention_enforcement:retention_enforcement"
+CODAT_EVENTS = "flows.codat_events:codat_events"
 
 
 def run_flow(flow: str, *, needs_codat: bool = True, **parameters: Any) -> Any:

@@ -1,4 +1,4 @@
-"""`consent run expiry-scan | reconcile | retention` and `consent backfill reconcile`: the flows, run here
+"""`consent run expiry-scan | reconcile | retention | codat-events` and `consent backfill reconcile`: the flows, run here
 (ephemeral Prefect, or the server in PREFECT_API_URL), or as runs of a deployed flow."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from consent_lifecycle.cli.common import (
+    CODAT_EVENTS,
     EXPIRY_SCAN,
     RECONCILIATION,
     RETENTION,
@@ -103,6 +104,23 @@ def run_retention(
         print_table([{"": k, "items": v} for k, v in summary.counts().items()], ["", "items"])
     if state.is_failed():
         raise typer.Exit(1)
+
+
+@app.command("codat-events")
+def run_codat_events(now: NowOption = None, as_json: JsonOption = False) -> None:
+    """Flow codat-events: drain the inbox of Codat webhook events once; reconcile violating companies at once."""
+    summary = run_flow(CODAT_EVENTS, now=iso_time(now))
+    if as_json:
+        print_json(summary.as_dict())
+        return
+    typer.echo(f"codat events as of {summary.as_of}: {summary.events} processed in {summary.batches} batches")
+    rows = [{"event type": k, "processed": v} for k, v in summary.processed.items()]
+    print_table(rows, ["event type", "processed"])
+    typer.echo(
+        f"violations: {summary.violations}; reconciled at once: {len(summary.reconciled_at_once)}; "
+        f"marked: {summary.marked}; retried: {summary.retried}; failed: {summary.failed}; "
+        f"Codat requests: {summary.codat_requests}"
+    )
 
 
 @backfill_app.command("reconcile")
