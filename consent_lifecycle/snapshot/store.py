@@ -83,7 +83,7 @@ def scan_observation(
                 db.execute(
                     update(Connection)
                     .where(Connection.id.in_(ids), Connection.deleted_at.is_(None))
-                    .values(deleted_at=now, status_changed_at=now)
+                    .values(deleted_at=now, status_changed_at=now, state_at=now)
                 )
     transitions = merged["transition"].value_counts()
     change = SnapshotChange(
@@ -117,8 +117,10 @@ def _write_connections(db: DbConnection, merged: pd.DataFrame, previous: pd.Data
     the rest only get `last_seen_at`."""
     stored = previous.assign(**{_FOUND: True}).set_index("id").reindex(merged["id"].to_numpy()).reset_index()
     fresh = _differs(merged, stored, _CONNECTION_COMPARED).to_numpy()
-    upsert_frame(db, Connection.__table__, merged.loc[fresh, _CONNECTION_WRITE], key="id", keep=("last_reconfirmed_at",))
-    update_in(db, Connection.__table__, "id", merged.loc[~fresh, "id"].tolist(), {"last_seen_at": now})
+    # `state_at`: the state written is the scan's, as of `now` (an older connection event will not overwrite it)
+    written = merged.loc[fresh, _CONNECTION_WRITE].assign(state_at=pd.Timestamp(now))
+    upsert_frame(db, Connection.__table__, written, key="id", keep=("last_reconfirmed_at",))
+    update_in(db, Connection.__table__, "id", merged.loc[~fresh, "id"].tolist(), {"last_seen_at": now, "state_at": now})
 
 
 def _differs(observed: pd.DataFrame, stored: pd.DataFrame, columns: list[str]) -> pd.Series:
