@@ -144,3 +144,14 @@ def test_the_nudge_is_debounced_and_never_raises():
     nudge = Nudger(emit, interval=1.0, clock=clock)
     nudge()  # no loop: fires at once, the failure is logged
     assert emitted == [1]
+
+
+def test_serve_refuses_to_start_without_the_secret(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from consent_lifecycle.cli import app
+
+    monkeypatch.delenv("CONSENT_CODAT_WEBHOOK_SECRET", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env
+    result = CliRunner().invoke(app, ["webhooks", "serve", "--port", "1"])
+    assert result.exit_code == 2 and "CONSENT_CODAT_WEBHOOK_SECRET" in result.output
