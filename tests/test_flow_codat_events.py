@@ -216,3 +216,22 @@ def test_a_run_killed_mid_batch_loses_no_event_and_applies_none_twice(world):
     assert world.count(ReadObservation) == 5000
     with world.engine.begin() as db:  # nothing left to take
         db.execute(update(CodatEvent).values(claimed_until=None))
+
+
+def test_a_deauthorization_at_the_sandbox_then_a_reconnection_entitles_the_bank_again(world):
+    company, bank = world.company_with("Banking")
+    world.ledger.grant(company, "lending", connections=[bank["id"]], wording_version="v1", actor="customer",
+                       channel="ui", at=parse_iso(bank["created"]))
+    with world.http() as http:
+        http.post("/_sandbox/webhooks", json={"url": world.url, "secret": SECRET}).raise_for_status()
+        http.post(f"/_sandbox/connections/{bank['id']}/deauthorize").raise_for_status()
+    world.run(AT)
+    assert world.connection(bank["id"])["status"] == "Deauthorized"
+    assert world.ledger.entitlements(company, now=AT).query("connection_id == @bank['id']").empty
+
+    reconnected = AT + timedelta(minutes=5)
+    world.send("connection.reconnected", company, {"connection": {**bank, "status": "Linked"}}, reconnected)
+    world.run(reconnected + timedelta(minutes=1))
+    state = world.connection(bank["id"])
+    assert (state["status"], state["last_authorized_at"]) == ("Linked", reconnected)
+    assert not world.ledger.entitlements(company, now=reconnected).query("connection_id == @bank['id']").empty

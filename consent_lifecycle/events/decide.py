@@ -4,7 +4,7 @@
   (`entitlement_intervals` + `covered`): a Complete read of a (connection, data type) no consent covered
   then is a violation; a read whose status is neither Complete nor NotSupported is a failed pull; a read
   of a connection the snapshot does not know is a connection change (the night reads it).
-- Connection events are applied in `generated_at` order and only when newer than the connection's stored
+- Connection events are applied in `generated_at` order and only when not older than the connection's stored
   `state_at`: an older event never overwrites newer state. connected/reconnected set `last_authorized_at`
   to their `generated_at` (restarting Open Banking expiry); deleted sets `deleted_at`.
 """
@@ -81,7 +81,9 @@ def plan_connections(changes: pd.DataFrame, stored: pd.DataFrame, known_companie
     """`changes`: parse.CONNECTION_COLUMNS; `stored`: STATE_COLUMNS of the connections they name."""
     changes = changes.assign(status=changes["event_type"].map(LINKED_BY).fillna(changes["status"]))
     merged = changes.merge(stored[["id", "state_at"]], on="id", how="left")
-    newer = (merged["state_at"].isna() | (merged["generated_at"] > merged["state_at"])).to_numpy()
+    # an event at the very moment of the stored state counts as newer: what it says happened by then (and
+    # applying the same event again writes the same values)
+    newer = (merged["state_at"].isna() | (merged["generated_at"] >= merged["state_at"])).to_numpy()
     fresh = merged[newer].sort_values(["id", "generated_at"], kind="stable")
     latest = fresh.drop_duplicates("id", keep="last").drop(columns="state_at")
     authorized = (
