@@ -32,6 +32,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = "2026-11-01T12:00:00Z"
+WEBHOOK_SECRET = "whsec_ZTJlLXdlYmhvb2stc2VjcmV0LWZvci10ZXN0cw=="
 RUN_TIMEOUT_SECONDS = 120.0
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -105,6 +106,7 @@ class Served:
     log: Path
     home: Path
     env: dict[str, str]
+    webhooks: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +121,7 @@ def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         PREFECT_RUNNER_POLL_FREQUENCY="1",  # pick up a triggered run within a second, not ten
         CONSENT_DATABASE_URL=f"sqlite:///{home / 'consent.db'}",
         CONSENT_NOTIFY_FILE=str(home / "notifications.jsonl"),
+        CONSENT_CODAT_WEBHOOK_SECRET=WEBHOOK_SECRET,
     )
     log = home / "serve.log"
     argv = [sys.executable, "-m", "deployments.serve", "--no-server", "--sandbox-port", str(sandbox_port),
@@ -133,10 +136,10 @@ def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 assert serve.poll() is None, f"serve exited with {serve.returncode}:\n{_tail(log)}"
                 assert time.monotonic() < deadline, f"deployments not served in time:\n{_tail(log)}"
                 time.sleep(0.5)
-            yield Served(prefect_api, http, log, home, env)
+            yield Served(prefect_api, http, log, home, env, f"http://127.0.0.1:{webhook_port}/webhooks/codat")
     finally:
         leftovers = _kill_leftovers(f"sandbox serve --host 127.0.0.1 --port {sandbox_port}")
-        leftovers += _kill_leftovers(f"deployments.webhooks --host 127.0.0.1 --port {webhook_port}")
+        leftovers += _kill_leftovers(f"webhooks serve --host 127.0.0.1 --port {webhook_port}")
     assert not leftovers, f"serve left its sandbox or receiver running (killed {leftovers}):\n{_tail(log)}"
 
 
@@ -328,6 +331,28 @@ def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
     assert planned and {item["company_id"] for item in planned} == {company}
 
 
+def test_a_webhook_delivery_is_processed_within_seconds_through_the_trigger(served):
+    from datetime import UTC, datetime
+
+    from standardwebhooks import Webhook
+
+    trigger = _automations(served)["codat-events__automation_1"]
+    assert trigger["trigger"]["expect"] == ["consent.codat.events-received"]
+    body = json.dumps({"id": "e2e-1", "eventType": "company.created", "generatedDate": NOW,
+                       "payload": {"id": "c-e2e", "name": "Acme"}})
+    moment = datetime.now(UTC).replace(microsecond=0)
+    headers = {"webhook-id": "e2e-delivery-1", "webhook-timestamp": str(int(moment.timestamp())),
+               "webhook-signature": Webhook(WEBHOOK_SECRET).sign("e2e-delivery-1", moment, body)}
+    response = httpx.post(served.webhooks, content=body, headers=headers, timeout=30)
+    assert response.json()["status"] == "stored", response.text
+
+    def done() -> bool:
+        with sqlite3.connect(served.home / "consent.db") as db:
+            return db.execute("SELECT status FROM codat_events WHERE id = 'e2e-delivery-1'").fetchone() == ("done",)
+
+    _eventually(done, "the delivery was not processed", served, timeout=60)
+
+
 def test_prefect_deploy_all_from_the_repository_registers_every_deployment_and_the_trigger(tmp_path):
     """What a worker setup does instead of `make serve`: a work pool, `prefect deploy --all`, no prompt."""
     with prefect_server(tmp_path / "server") as api:
@@ -349,4 +374,4 @@ def test_prefect_deploy_all_from_the_repository_registers_every_deployment_and_t
     assert set(by_name) == {spec["name"] for spec in deployment_specs()}
     assert {d["work_pool_name"] for d in deployments} == {"consent-process"}
     assert by_name["retention-enforcement"]["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
-    assert {a["name"] for a in automations} == {"retention-enforcement__automation_1"}
+    assert {a["name"] for a in automations} == {"retention-enforcement__automation_1", "codat-events__automation_1"}
