@@ -38,10 +38,6 @@ class WebhookRefused(ValueError):
         self.status = status
 
 
-#: kept for callers that catch the old name
-WebhookError = WebhookRefused
-
-
 @dataclass(frozen=True)
 class Envelope:
     """A verified delivery: its `webhook-id` and the event's envelope fields."""
