@@ -1,4 +1,5 @@
-"""Everything one running sandbox holds: config, clock, world, limits, faults, counters, and its key."""
+"""Everything one running sandbox holds: config, clock, world, limits, faults, counters, webhook consumers
+and their deliveries, and its key."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from starlette.routing import Match, Route
 from codat_sandbox.clock import SandboxClock
 from codat_sandbox.config import SandboxConfig
 from codat_sandbox.counters import RequestCounters
+from codat_sandbox.delivery import DeliveryEngine
+from codat_sandbox.events import EventPublisher
 from codat_sandbox.faults import FaultInjector
 from codat_sandbox.limits import ConcurrencyLimiter, RateLimiter
-from codat_sandbox.webhooks import WebhookEmitter
+from codat_sandbox.webhooks import ConsumerRegistry
 from codat_sandbox.world import World
 
 
@@ -28,7 +31,9 @@ class Sandbox:
         self.concurrency = ConcurrencyLimiter(config.concurrent_per_company)
         self.faults = FaultInjector()
         self.counters = RequestCounters()
-        self.webhooks = WebhookEmitter()
+        self.consumers = ConsumerRegistry(self.world.store)
+        self.delivery = DeliveryEngine()
+        self.world.events = EventPublisher(self.consumers, self.delivery, self.faults)
         self.api_routes: list[Route] = []
 
     def __repr__(self) -> str:
@@ -64,9 +69,12 @@ class Sandbox:
             self.world.seed if seed is None else seed,
         )
         self.faults.configure(type(self.faults.settings)())
-        self.webhooks = WebhookEmitter()
+        self.consumers.clear()
+        self.delivery.cancel_all()
+        self.delivery.retry_scale = 1.0
         self.rate.clear()
         self.counters.clear()
 
     def close(self) -> None:
+        self.delivery.stop()
         self.world.close()

@@ -251,6 +251,9 @@ class Store:
             (name, description, tags, company_id),
         )
 
+    def set_products(self, company_id: str, products: str) -> None:
+        self.run("UPDATE companies SET products = ? WHERE id = ?", (products, company_id))
+
     def delete_company(self, company_id: str) -> None:
         with self.transaction() as db:
             for table, column in (
