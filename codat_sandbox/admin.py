@@ -71,6 +71,7 @@ async def set_clock(request: Request) -> Response:
     if "now" not in data:
         raise bad_field("now", "is required: an ISO 8601 time, or null for real time")
     value = data["now"]
+    before = sb.world.now_text()
     if value is None:
         sb.clock.set(None)
     else:
@@ -78,7 +79,7 @@ async def set_clock(request: Request) -> Response:
             sb.clock.set(parse_iso(value))
         except (ValueError, TypeError):
             raise bad_field("now", f"{value!r} is not an ISO 8601 time") from None
-    sb.world.settle()
+    sb.clock_moved(before)
     return json_response(sb.clock.as_json())
 
 
@@ -89,8 +90,9 @@ async def advance_clock(request: Request) -> Response:
     seconds = data.get("seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise bad_field("seconds", "is required: a number of seconds")
+    before = sb.world.now_text()
     sb.clock.advance(seconds)
-    sb.world.settle()
+    sb.clock_moved(before)
     return json_response(sb.clock.as_json())
 
 

@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from codat_sandbox import admin, admin_webhooks, api
+from codat_sandbox import admin, admin_sync, admin_webhooks, api
 from codat_sandbox.config import SandboxConfig
 from codat_sandbox.errors import ApiError, error_response, from_api_error
 from codat_sandbox.middleware import SandboxGuard
@@ -63,6 +63,7 @@ def create_app(config: SandboxConfig) -> FastAPI:
     app.include_router(api.extensions)
     app.include_router(admin.router)
     app.include_router(admin_webhooks.router)
+    app.include_router(admin_sync.router)
     codat_routes = [*api.router.routes, *api.extensions.routes]
     sandbox.api_routes = [r for r in codat_routes if isinstance(r, APIRoute)]
     app.add_exception_handler(ApiError, _api_error)

@@ -28,6 +28,8 @@ class SandboxConfig:
     pull_duration_seconds: int = 60
     #: make every company's pull history at start, not on its first read (a benchmark then measures reads)
     eager_history: bool = False
+    #: run Codat's scheduled syncs (and their read.completed) when the clock is moved forward
+    sync_scheduler: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key.strip():

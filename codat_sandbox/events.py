@@ -42,6 +42,18 @@ def product_payload(company: dict[str, Any], product_id: str) -> dict[str, Any]:
             "products": list(company.get("products") or [])}
 
 
+def read_entry(connection_id: str, data_type: str, status: str, message: str | None, company_id: str) -> dict:
+    """One `dataTypes` item of read.completed: an issue for a pull that did not complete."""
+    issues = [] if status == "Complete" else [
+        {"type": status, "message": message or status, "links": {"portal": PORTAL + company_id}}]
+    return {"connectionId": connection_id, "dataType": data_type, "recordsModified": status == "Complete",
+            "status": status, "issues": issues}
+
+
+def read_payload(company: dict[str, Any], modified_from: str | None, entries: list[dict]) -> dict[str, Any]:
+    return {"referenceCompany": company_reference(company), "modifiedFromDate": modified_from, "dataTypes": entries}
+
+
 def product_name(product_id: str) -> str:
     return PRODUCT_NAMES.get(product_id) or product_id.replace("-", " ").title()
 

@@ -17,6 +17,7 @@ from codat_sandbox.delivery import DeliveryEngine
 from codat_sandbox.events import EventPublisher
 from codat_sandbox.faults import FaultInjector
 from codat_sandbox.limits import ConcurrencyLimiter, RateLimiter
+from codat_sandbox.scheduler import SyncScheduler
 from codat_sandbox.webhooks import ConsumerRegistry
 from codat_sandbox.world import World
 
@@ -34,10 +35,21 @@ class Sandbox:
         self.consumers = ConsumerRegistry(self.world.store)
         self.delivery = DeliveryEngine()
         self.world.events = EventPublisher(self.consumers, self.delivery, self.faults)
+        self.scheduler = self._new_scheduler()
         self.api_routes: list[Route] = []
 
     def __repr__(self) -> str:
         return f"Sandbox(companies={self.world.company_count}, seed={self.world.seed})"
+
+    def _new_scheduler(self) -> SyncScheduler:
+        return SyncScheduler(self.world.store, enabled=self.config.sync_scheduler,
+                             pull_duration_seconds=self.config.pull_duration_seconds)
+
+    def clock_moved(self, before: str) -> dict[str, int]:
+        """After the clock was set or advanced from `before`: finish what is due, then run the scheduled
+        syncs that fell in between (when the scheduler is on)."""
+        self.world.settle()
+        return self.scheduler.run(before, self.world.now_text(), self.world.events)
 
     def authorized(self, header: str | None) -> bool:
         """True if `header` is `Basic base64(api_key)` for this sandbox's key."""
@@ -72,6 +84,7 @@ class Sandbox:
         self.consumers.clear()
         self.delivery.cancel_all()
         self.delivery.retry_scale = 1.0
+        self.scheduler = self._new_scheduler()
         self.rate.clear()
         self.counters.clear()
 

@@ -26,6 +26,8 @@ from codat_sandbox.events import (
     company_details,
     connection_payload,
     product_payload,
+    read_entry,
+    read_payload,
 )
 from codat_sandbox.fields import CONNECTION_FIELDS, TAGS, company_field, query_error, uuid_or_none
 from codat_sandbox.paging import Paging
@@ -92,8 +94,31 @@ class World(Pulls):
         if not ((self._next_fetch and self._next_fetch <= now) or (self._next_due and self._next_due <= now)):
             return
         with self._lock:
-            self.store.settle(now)
+            finished = self.store.settle(now, report=self.events.active)
             self._refresh_markers()
+        if finished:
+            self.tell_reads(finished)
+
+    def tell_reads(self, pulls: list[Any]) -> None:
+        """One read.completed per connection and completion time for `pulls` (finished pull rows with
+        `prev_sync`, the connection's lastSync before them): `.initial` when it had never synced."""
+        rounds: dict[tuple[str, str], list[Any]] = {}
+        for row in pulls:
+            rounds.setdefault((row["connection_id"], row["due"]), []).append(row)
+        companies: dict[str, dict[str, Any]] = {}
+        last_done: dict[str, str] = {}  # a connection's earlier round in this batch
+        for (connection_id, done), rows in rounds.items():
+            company_id = rows[0]["company_id"]
+            if company_id not in companies:
+                companies[company_id] = json.loads(self.store.company_json(company_id))  # type: ignore[arg-type]
+            company = companies[company_id]
+            entries = [
+                read_entry(connection_id, r["data_type"], r["outcome"], r["error_message"], company_id) for r in rows
+            ]
+            prev = last_done.get(connection_id) or rows[0]["prev_sync"]
+            last_done[connection_id] = done
+            event_type = "read.completed" if prev else "read.completed.initial"
+            self.events.publish(event_type, done, read_payload(company, prev, entries), company["tags"])
 
     def materialize_history(self) -> int:
         """Every seeded company's pull history now (as Codat already has it), not on the company's first
