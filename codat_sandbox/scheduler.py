@@ -64,18 +64,18 @@ SELECT d.company_id AS company_id, n.id AS connection_id, d.data_type AS data_ty
 FROM due d JOIN connections n ON n.company_id = d.company_id AND n.status = 'Linked' AND n.source_type = d.source
 WHERE d.at <= :b AND n.created <= strftime('%Y-%m-%dT%H:%M:%SZ', d.at, 'unixepoch')
 """
-UUID_SQL = (
-    "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' "
-    "|| substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
-)
-INSERT_SQL = (
-    "INSERT INTO pulls (id, company_id, connection_id, data_type, status, outcome, requested, fetch_at, due, "
-    "completed, error_message, status_description) SELECT " + UUID_SQL + ", p.company_id, p.connection_id, "
-    "p.data_type, COALESCE(f.status, 'Complete'), COALESCE(f.status, 'Complete'), "
-    "strftime('%Y-%m-%dT%H:%M:%SZ', p.at, 'unixepoch'), strftime('%Y-%m-%dT%H:%M:%SZ', p.at, 'unixepoch'), "
-    "strftime('%Y-%m-%dT%H:%M:%SZ', p.done, 'unixepoch'), strftime('%Y-%m-%dT%H:%M:%SZ', p.done, 'unixepoch'), "
-    "f.message, NULL FROM sched_pulls p LEFT JOIN sched_failures f ON f.n = p.failure"
-)
+#: pull ids are random version-4 uuids made by SQLite; statuses and messages of failures from sched_failures
+INSERT_SQL = """
+INSERT INTO pulls (id, company_id, connection_id, data_type, status, outcome, requested, fetch_at, due, completed,
+                   error_message, status_description)
+SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-'
+             || substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),
+       p.company_id, p.connection_id, p.data_type, COALESCE(f.status, 'Complete'), COALESCE(f.status, 'Complete'),
+       strftime('%Y-%m-%dT%H:%M:%SZ', p.at, 'unixepoch'), strftime('%Y-%m-%dT%H:%M:%SZ', p.at, 'unixepoch'),
+       strftime('%Y-%m-%dT%H:%M:%SZ', p.done, 'unixepoch'), strftime('%Y-%m-%dT%H:%M:%SZ', p.done, 'unixepoch'),
+       f.message, NULL
+FROM sched_pulls p LEFT JOIN sched_failures f ON f.n = p.failure
+"""
 CONNECTION_SYNC_SQL = """
 UPDATE connections SET last_sync = x.latest
 FROM (SELECT connection_id, strftime('%Y-%m-%dT%H:%M:%SZ', MAX(done), 'unixepoch') AS latest

@@ -40,7 +40,8 @@ CREATE TABLE connections (
     status TEXT NOT NULL,
     created TEXT NOT NULL,
     last_sync TEXT,
-    errors TEXT NOT NULL DEFAULT '[]'
+    errors TEXT NOT NULL DEFAULT '[]',
+    seeded_sync TEXT
 );
 CREATE TABLE pulls (
     id TEXT PRIMARY KEY,
@@ -193,10 +194,18 @@ class Store:
                     db.execute(statement)
             db.executemany(_insert_sql("companies", COMPANY_COLUMNS), companies)
             db.executemany(_insert_sql("connections", CONNECTION_COLUMNS), connections)
+            db.execute("UPDATE connections SET seeded_sync = last_sync")
             for statement in INDEXES.split(";"):
                 if statement.strip():
                     db.execute(statement)
             db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
+
+    def keep_seeded_sync(self) -> None:
+        """A state file made before `seeded_sync` existed gets it (its lastSyncs taken as seeded)."""
+        columns = {row["name"] for row in self.all("PRAGMA table_info(connections)")}
+        if "seeded_sync" not in columns:
+            self.run("ALTER TABLE connections ADD COLUMN seeded_sync TEXT")
+            self.run("UPDATE connections SET seeded_sync = last_sync")
 
     # -- companies ---------------------------------------------------------------------------------------
 

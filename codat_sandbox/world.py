@@ -58,6 +58,7 @@ class World(Pulls):
             self.seed = config.seed
             self.company_count = config.companies
             self.reset_at = meta["reset_at"]
+            self.store.keep_seeded_sync()
             self._refresh_markers()
         else:
             self.reset(config.companies, config.seed)
@@ -136,11 +137,13 @@ class World(Pulls):
             row = self.store.company(company["id"])
             if row is None or row["history_done"]:
                 return
+            # the history ends at each connection's lastSync as seeded, not as syncs since have moved it
+            connections = [{**dict(c), "last_sync": c["seeded_sync"]} for c in self.store.connections_of(row["id"])]
             rows = seed.history(
                 self.seed,
                 row["id"],
                 row["settings_profile"],
-                self.store.connections_of(row["id"]),
+                connections,
                 seed.parse(self.reset_at),
             )
             self.store.add_history(row["id"], rows)
