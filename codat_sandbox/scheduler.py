@@ -16,7 +16,6 @@ connection are one sync round: their pulls are requested then and complete `pull
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
@@ -193,7 +192,7 @@ class SyncScheduler:
                 db.execute(CONNECTION_SYNC_SQL)
                 db.execute(COMPANY_SYNC_SQL)
             rounds = db.execute(ROUNDS_SQL).fetchall() if pulls and events.active else []
-        for row in rounds:
-            event_type = _read_event(bool(row["initial"]))
-            events.publish_json(event_type, seed.fmt(row["done"]), row["payload"], json.loads(row["tags"]))
+        events.publish_many(
+            (_read_event(bool(row["initial"])), seed.fmt(row["done"]), row["payload"], row["tags"]) for row in rounds
+        )
         return pulls, len(rounds)

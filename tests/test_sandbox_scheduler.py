@@ -177,3 +177,18 @@ def test_bad_scheduler_and_pull_bodies_are_400s_naming_the_field(http, path, bod
     unknown = http.post("/_sandbox/companies/00000000-0000-4000-8000-000000000000/pulls",
                         json={"dataType": "invoices", "connectionId": "x"})
     assert unknown.status_code == 404
+
+
+def test_scheduled_rounds_go_through_tag_filters_and_delivery_faults(sandbox_http, receiver):
+    created = sandbox_http.post("/webhooks", json={"url": receiver.url, "eventTypes": ["read.completed"],
+                                                   "companyTags": ["region:uk"]}).json()
+    sandbox_http.post(f"/_sandbox/webhooks/{created['id']}/secret", json={"secret": SECRET}).raise_for_status()
+    sandbox_http.post("/_sandbox/faults", json={"webhook_duplicate": 1.0}).raise_for_status()
+    sandbox_http.post("/_sandbox/scheduler", json={"enabled": True}).raise_for_status()
+    uk = {c["id"] for c in companies(sandbox_http) if c["tags"].get("region") == "uk"}
+    advance(sandbox_http, DAY)
+    drain(sandbox_http)
+    events = receiver.verified(SECRET)
+    assert events and {e["payload"]["referenceCompany"]["id"] for e in events} <= uk
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(ids) == 2 * len(set(ids))  # every delivery twice, with its webhook-id
