@@ -55,7 +55,9 @@ def _int(data: dict[str, Any], name: str, low: int, high: int | None = None) -> 
         or value < low
         or (high is not None and value > high)
     ):
-        raise bad_field(name, f"must be an integer >= {low}" + (f" and <= {high}" if high is not None else ""))
+        raise bad_field(
+            name, f"must be an integer >= {low}" + (f" and <= {high}" if high is not None else "")
+        )
     return value
 
 

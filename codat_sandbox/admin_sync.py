@@ -30,7 +30,9 @@ async def set_scheduler(request: Request) -> Response:
     enabled, rate = data.get("enabled"), data.get("failure_rate")
     if enabled is not None and not isinstance(enabled, bool):
         raise bad_field("enabled", "must be a boolean")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1):
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1
+    ):
         raise bad_field("failure_rate", "must be a number between 0 and 1")
     if enabled is not None:
         scheduler.enabled = enabled

@@ -23,7 +23,9 @@ async def set_webhooks(request: Request) -> Response:
     event types; an empty body removes it."""
     data = await body_object(request, required=False)
     url, secret = data.get("url"), data.get("secret")
-    if (url is None) != (secret is None) or any(v is not None and not isinstance(v, str) for v in (url, secret)):
+    if (url is None) != (secret is None) or any(
+        v is not None and not isinstance(v, str) for v in (url, secret)
+    ):
         raise bad_field("url", "give both url and secret as strings, or neither")
     consumer = sandbox(request).consumers.replace_shortcut(url, secret)
     return json_response({"url": url, "enabled": url is not None, "id": consumer.id if consumer else None})
@@ -66,7 +68,11 @@ async def drain(request: Request) -> Response:
     still pending after `timeout` seconds (default 10)."""
     data = await body_object(request, required=False)
     timeout = data.get("timeout", 10.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 <= timeout <= MAX_DRAIN_SECONDS:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 <= timeout <= MAX_DRAIN_SECONDS
+    ):
         raise bad_field("timeout", f"must be a number of seconds >= 0 and <= {MAX_DRAIN_SECONDS:g}")
     engine = sandbox(request).delivery
     drained = await asyncio.to_thread(engine.drain, float(timeout))

@@ -225,7 +225,9 @@ def consumers(request: Request) -> ConsumerRegistry:
 async def list_webhook_consumers(request: Request) -> Response:
     paging = parse_paging(request.query_params)
     docs = [json.dumps(c.doc()) for c in consumers(request).all()]
-    return json_response(page_body("/webhooks", paging, len(docs), docs[paging.offset : paging.offset + paging.page_size]))
+    return json_response(
+        page_body("/webhooks", paging, len(docs), docs[paging.offset : paging.offset + paging.page_size])
+    )
 
 
 @router.post("/webhooks")

@@ -81,8 +81,15 @@ class Attempts:
 
 
 def _entry(delivery: Delivery, status: int | None, outcome: str, error: str | None = None) -> dict[str, Any]:
-    entry = {"id": delivery.webhook_id, "event_type": delivery.event_type, "consumer_id": delivery.consumer_id,
-             "attempt": delivery.attempt, "status": status, "outcome": outcome, "at": time.time()}
+    entry = {
+        "id": delivery.webhook_id,
+        "event_type": delivery.event_type,
+        "consumer_id": delivery.consumer_id,
+        "attempt": delivery.attempt,
+        "status": status,
+        "outcome": outcome,
+        "at": time.time(),
+    }
     if delivery.duplicate:
         entry["duplicate"] = True
     if error:
@@ -131,7 +138,8 @@ class DeliveryEngine:
         self._generation = 0
         self._stopping = False
         self._threads = [
-            threading.Thread(target=self._work, name=f"webhook-delivery-{n}", daemon=True) for n in range(workers)
+            threading.Thread(target=self._work, name=f"webhook-delivery-{n}", daemon=True)
+            for n in range(workers)
         ]
         for thread in self._threads:
             thread.start()
@@ -160,8 +168,12 @@ class DeliveryEngine:
 
     def pending(self) -> dict[str, int]:
         with self._cond:
-            return {"ready": len(self._ready), "scheduled": len(self._timed), "held": len(self._held),
-                    "in_flight": self._in_flight}
+            return {
+                "ready": len(self._ready),
+                "scheduled": len(self._timed),
+                "held": len(self._held),
+                "in_flight": self._in_flight,
+            }
 
     def drain(self, timeout: float) -> bool:
         """Block until nothing is queued, scheduled, held or in flight; False if `timeout` passed first."""
@@ -184,12 +196,15 @@ class DeliveryEngine:
             self._cond.notify_all()
         self.attempts.clear()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the workers, waiting at most `timeout` in all (a worker stuck on a slow receiver is a daemon
+        thread: it dies with the process)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=2)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     # -- working ---------------------------------------------------------------------------------------------
 
@@ -243,9 +258,12 @@ class DeliveryEngine:
     def _attempt(self, poster: Poster, delivery: Delivery) -> dict[str, Any]:
         delivery.attempt += 1
         stamp = int(time.time())
-        headers = {"Content-Type": "application/json", "webhook-id": delivery.webhook_id,
-                   "webhook-timestamp": str(stamp),
-                   "webhook-signature": sign_with_key(delivery.key, delivery.webhook_id, stamp, delivery.body)}
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": delivery.webhook_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": sign_with_key(delivery.key, delivery.webhook_id, stamp, delivery.body),
+        }
         try:
             status: int | None = poster.post(delivery.url, headers, delivery.body)
             error = None

@@ -18,14 +18,26 @@ from codat_sandbox.faults import NO_WEBHOOK_FAULT, FaultInjector, WebhookFate
 from codat_sandbox.webhooks import Consumer, ConsumerRegistry, signing_key
 
 PORTAL = "https://app.codat.io/companies/"
-PRODUCT_NAMES = {"lending": "Lending", "bank-feeds": "Bank Feeds", "spend-insights": "Spend Insights",
-                 "payables": "Payables", "expenses": "Expenses", "accounting": "Accounting", "banking": "Banking"}
+PRODUCT_NAMES = {
+    "lending": "Lending",
+    "bank-feeds": "Bank Feeds",
+    "spend-insights": "Spend Insights",
+    "payables": "Payables",
+    "expenses": "Expenses",
+    "accounting": "Accounting",
+    "banking": "Banking",
+}
 
 
 def company_reference(company: dict[str, Any]) -> dict[str, Any]:
     """`referenceCompany` of connection and read events."""
-    return {"id": company["id"], "name": company.get("name"), "description": company.get("description"),
-            "links": {"portal": PORTAL + str(company["id"])}, "tags": company.get("tags") or {}}
+    return {
+        "id": company["id"],
+        "name": company.get("name"),
+        "description": company.get("description"),
+        "links": {"portal": PORTAL + str(company["id"])},
+        "tags": company.get("tags") or {},
+    }
 
 
 def company_details(company: dict[str, Any]) -> dict[str, Any]:
@@ -38,21 +50,38 @@ def connection_payload(company: dict[str, Any], connection: dict[str, Any]) -> d
 
 
 def product_payload(company: dict[str, Any], product_id: str) -> dict[str, Any]:
-    return {"id": company["id"], "name": company.get("name"), "description": company.get("description"),
-            "productId": product_id, "productName": product_name(product_id),
-            "products": list(company.get("products") or [])}
+    return {
+        "id": company["id"],
+        "name": company.get("name"),
+        "description": company.get("description"),
+        "productId": product_id,
+        "productName": product_name(product_id),
+        "products": list(company.get("products") or []),
+    }
 
 
 def read_entry(connection_id: str, data_type: str, status: str, message: str | None, company_id: str) -> dict:
     """One `dataTypes` item of read.completed: an issue for a pull that did not complete."""
-    issues = [] if status == "Complete" else [
-        {"type": status, "message": message or status, "links": {"portal": PORTAL + company_id}}]
-    return {"connectionId": connection_id, "dataType": data_type, "recordsModified": status == "Complete",
-            "status": status, "issues": issues}
+    issues = (
+        []
+        if status == "Complete"
+        else [{"type": status, "message": message or status, "links": {"portal": PORTAL + company_id}}]
+    )
+    return {
+        "connectionId": connection_id,
+        "dataType": data_type,
+        "recordsModified": status == "Complete",
+        "status": status,
+        "issues": issues,
+    }
 
 
 def read_payload(company: dict[str, Any], modified_from: str | None, entries: list[dict]) -> dict[str, Any]:
-    return {"referenceCompany": company_reference(company), "modifiedFromDate": modified_from, "dataTypes": entries}
+    return {
+        "referenceCompany": company_reference(company),
+        "modifiedFromDate": modified_from,
+        "dataTypes": entries,
+    }
 
 
 def product_name(product_id: str) -> str:
@@ -65,9 +94,13 @@ class EventSink(Protocol):
     @property
     def active(self) -> bool: ...
 
-    def publish(self, event_type: str, generated: str, payload: dict[str, Any], tags: dict[str, str]) -> None: ...
+    def publish(
+        self, event_type: str, generated: str, payload: dict[str, Any], tags: dict[str, str]
+    ) -> None: ...
 
-    def publish_json(self, event_type: str, generated: str, payload_json: str, tags: dict[str, str]) -> None: ...
+    def publish_json(
+        self, event_type: str, generated: str, payload_json: str, tags: dict[str, str]
+    ) -> None: ...
 
     def publish_many(self, events: Iterable[tuple[str, str, str, str]]) -> None: ...
 
@@ -124,7 +157,9 @@ class EventPublisher:
         webhook_id = str(uuid.uuid4())
         body = envelope(webhook_id, event_type, generated, payload_json)
         for consumer in targets:
-            self._deliver(Delivery(webhook_id, event_type, consumer.id, consumer.url, self._key(consumer), body))
+            self._deliver(
+                Delivery(webhook_id, event_type, consumer.id, consumer.url, self._key(consumer), body)
+            )
 
     def publish_many(self, events: Iterable[tuple[str, str, str, str]]) -> None:
         """Publish `(event_type, generated, payload_json, tags_json)` in bulk (the scheduler's rounds):
@@ -140,7 +175,9 @@ class EventPublisher:
             webhook_id = str(uuid.uuid4())
             body = envelope(webhook_id, event_type, generated, payload_json)
             for consumer in targets:
-                delivery = Delivery(webhook_id, event_type, consumer.id, consumer.url, self._key(consumer), body)
+                delivery = Delivery(
+                    webhook_id, event_type, consumer.id, consumer.url, self._key(consumer), body
+                )
                 fate = self.faults.draw_webhook()
                 if fate is NO_WEBHOOK_FAULT:
                     batch.append(delivery)
@@ -163,13 +200,29 @@ class EventPublisher:
         """Submit `delivery` as its fate (drawn now unless given) says: dropped, doubled, held, delayed."""
         fate = fate if fate is not None else self.faults.draw_webhook()
         if fate.drop:
-            self.engine.record([{"id": delivery.webhook_id, "event_type": delivery.event_type,
-                                 "consumer_id": delivery.consumer_id, "attempt": 0, "status": None,
-                                 "outcome": "dropped"}])
+            self.engine.record(
+                [
+                    {
+                        "id": delivery.webhook_id,
+                        "event_type": delivery.event_type,
+                        "consumer_id": delivery.consumer_id,
+                        "attempt": 0,
+                        "status": None,
+                        "outcome": "dropped",
+                    }
+                ]
+            )
             return
         copies = [delivery]
         if fate.duplicate:
-            twin = Delivery(delivery.webhook_id, delivery.event_type, delivery.consumer_id, delivery.url,
-                            delivery.key, delivery.body, duplicate=True)
+            twin = Delivery(
+                delivery.webhook_id,
+                delivery.event_type,
+                delivery.consumer_id,
+                delivery.url,
+                delivery.key,
+                delivery.body,
+                duplicate=True,
+            )
             copies.append(twin)
         self.engine.submit(copies, delay=fate.delay_seconds, hold=fate.reorder and not fate.delay_seconds)

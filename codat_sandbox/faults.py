@@ -61,7 +61,13 @@ class FaultSettings:
 
 
 FRACTIONS = (
-    "rate_429", "rate_5xx", "rate_timeout", "webhook_drop", "webhook_duplicate", "webhook_reorder", "webhook_delay",
+    "rate_429",
+    "rate_5xx",
+    "rate_timeout",
+    "webhook_drop",
+    "webhook_duplicate",
+    "webhook_reorder",
+    "webhook_delay",
 )
 Fault = Literal["429", "5xx", "timeout"]
 

@@ -237,17 +237,38 @@ class Pulls:
         data = body if isinstance(body, dict) else {}
         data_type, connection_id = data.get("dataType"), data.get("connectionId")
         if not isinstance(data_type, str) or data_type not in DATA_TYPES:
-            raise ApiError(400, f"dataType: {data_type!r} is not one of the {len(DATA_TYPES)} Codat data types",
-                           errors=[("dataType", "a Codat data type key is required")], validator="SandboxAdmin")
+            raise ApiError(
+                400,
+                f"dataType: {data_type!r} is not one of the {len(DATA_TYPES)} Codat data types",
+                errors=[("dataType", "a Codat data type key is required")],
+                validator="SandboxAdmin",
+            )
         if not isinstance(connection_id, str):
-            raise ApiError(400, "connectionId: the id of one of the company's connections is required",
-                           errors=[("connectionId", "is required")], validator="SandboxAdmin")
+            raise ApiError(
+                400,
+                "connectionId: the id of one of the company's connections is required",
+                errors=[("connectionId", "is required")],
+                validator="SandboxAdmin",
+            )
         company, conn = self.connection(company_id, connection_id)
         now = self.now_text()
         pull_id = str(uuid.uuid4())
         with self._lock:
             self.store.record_pull(
-                (pull_id, company["id"], conn["id"], data_type, "Complete", "Complete", now, now, now, now, None, None)
+                (
+                    pull_id,
+                    company["id"],
+                    conn["id"],
+                    data_type,
+                    "Complete",
+                    "Complete",
+                    now,
+                    now,
+                    now,
+                    now,
+                    None,
+                    None,
+                )
             )
         if self.events.active:
             doc = json.loads(self.store.company_json(company["id"]))

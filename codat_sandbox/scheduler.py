@@ -35,7 +35,8 @@ FAILURES = (
 
 SETTINGS_SQL = """
 CREATE TEMP TABLE sched_settings AS
-SELECT c.seq AS seq, c.id AS company_id, p.data_type AS data_type, p.schedule * 3600 AS period, p.source AS source
+SELECT c.seq AS seq, c.id AS company_id, p.data_type AS data_type, p.schedule * 3600 AS period,
+       p.source AS source
 FROM companies c JOIN sched_profiles p ON p.profile = c.settings_profile % ?
 WHERE NOT EXISTS (SELECT 1 FROM sync_settings s WHERE s.company_id = c.id)
 UNION ALL
@@ -60,18 +61,22 @@ SELECT d.company_id AS company_id, n.id AS connection_id, d.data_type AS data_ty
        MIN(d.at + :duration, :b) AS done, n.last_sync AS prev_sync,
        CASE WHEN abs(random()) % 1000000 < :failure THEN abs(random()) % 3 ELSE -1 END AS failure,
        abs(random()) % 4 != 0 AS modified
-FROM due d JOIN connections n ON n.company_id = d.company_id AND n.status = 'Linked' AND n.source_type = d.source
+FROM due d JOIN connections n
+    ON n.company_id = d.company_id AND n.status = 'Linked' AND n.source_type = d.source
 WHERE d.at <= :b AND n.created <= strftime('%Y-%m-%dT%H:%M:%SZ', d.at, 'unixepoch')
 """
 #: pull ids are random version-4 uuids made by SQLite; statuses and messages of failures from sched_failures
 INSERT_SQL = """
-INSERT INTO pulls (id, company_id, connection_id, data_type, status, outcome, requested, fetch_at, due, completed,
-                   error_message, status_description)
+INSERT INTO pulls (id, company_id, connection_id, data_type, status, outcome, requested, fetch_at, due,
+                   completed, error_message, status_description)
 SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-'
-             || substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),
-       p.company_id, p.connection_id, p.data_type, COALESCE(f.status, 'Complete'), COALESCE(f.status, 'Complete'),
+             || substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || '-'
+             || hex(randomblob(6))),
+       p.company_id, p.connection_id, p.data_type,
+       COALESCE(f.status, 'Complete'), COALESCE(f.status, 'Complete'),
        strftime('%Y-%m-%dT%H:%M:%SZ', p.at, 'unixepoch'), strftime('%Y-%m-%dT%H:%M:%SZ', p.at, 'unixepoch'),
-       strftime('%Y-%m-%dT%H:%M:%SZ', p.done, 'unixepoch'), strftime('%Y-%m-%dT%H:%M:%SZ', p.done, 'unixepoch'),
+       strftime('%Y-%m-%dT%H:%M:%SZ', p.done, 'unixepoch'),
+       strftime('%Y-%m-%dT%H:%M:%SZ', p.done, 'unixepoch'),
        f.message, NULL
 FROM sched_pulls p LEFT JOIN sched_failures f ON f.n = p.failure
 """
@@ -106,8 +111,10 @@ SELECT r.done AS done, c.tags AS tags,
        r.prev_sync IS NULL AND ROW_NUMBER() OVER w = 1 AS initial,
        json_object(
            'referenceCompany', json_object('id', c.id, 'name', c.name, 'description', c.description,
-               'links', json_object('portal', 'https://app.codat.io/companies/' || c.id), 'tags', json(c.tags)),
-           'modifiedFromDate', COALESCE(strftime('%Y-%m-%dT%H:%M:%SZ', LAG(r.done) OVER w, 'unixepoch'), r.prev_sync),
+               'links', json_object('portal', 'https://app.codat.io/companies/' || c.id),
+               'tags', json(c.tags)),
+           'modifiedFromDate',
+               COALESCE(strftime('%Y-%m-%dT%H:%M:%SZ', LAG(r.done) OVER w, 'unixepoch'), r.prev_sync),
            'dataTypes', json(r.data_types)) AS payload
 FROM rounds r JOIN companies c ON c.id = r.company_id
 WINDOW w AS (PARTITION BY r.connection_id ORDER BY r.at)
@@ -129,8 +136,14 @@ def _read_event(initial: bool) -> str:
 class SyncScheduler:
     """Runs the syncs that fall due while the clock moves. `enabled` and `failure_rate` are its settings."""
 
-    def __init__(self, store: Store, *, enabled: bool = False, failure_rate: float = 0.02,
-                 pull_duration_seconds: int = 60) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        enabled: bool = False,
+        failure_rate: float = 0.02,
+        pull_duration_seconds: int = 60,
+    ) -> None:
         self.store = store
         self.enabled = enabled
         self.failure_rate = failure_rate
@@ -171,18 +184,27 @@ class SyncScheduler:
         with self.store.transaction() as db:
             for statement in DROP_RUN_SQL:
                 db.execute(statement)
-            db.execute("CREATE TEMP TABLE sched_profiles (profile INTEGER, data_type TEXT, schedule INTEGER, "
-                       "source TEXT)")
+            db.execute(
+                "CREATE TEMP TABLE sched_profiles (profile INTEGER, data_type TEXT, schedule INTEGER, "
+                "source TEXT)"
+            )
             db.executemany("INSERT INTO sched_profiles VALUES (?, ?, ?, ?)", profiles)
             db.execute("CREATE TEMP TABLE sched_sources (data_type TEXT PRIMARY KEY, source TEXT)")
             db.executemany("INSERT INTO sched_sources VALUES (?, ?)", sorted(DATA_TYPE_SOURCE.items()))
             db.execute("CREATE TEMP TABLE sched_failures (n INTEGER PRIMARY KEY, status TEXT, message TEXT)")
-            db.executemany("INSERT INTO sched_failures VALUES (?, ?, ?)",
-                           [(n, status, message) for n, (status, message) in enumerate(FAILURES)])
+            db.executemany(
+                "INSERT INTO sched_failures VALUES (?, ?, ?)",
+                [(n, status, message) for n, (status, message) in enumerate(FAILURES)],
+            )
             db.execute(SETTINGS_SQL, (len(seed.SETTINGS_PROFILES),))
 
     def _window(self, a: int, b: int, events: EventSink) -> tuple[int, int]:
-        params = {"a": a, "b": b, "duration": self.pull_duration, "failure": int(self.failure_rate * 1_000_000)}
+        params = {
+            "a": a,
+            "b": b,
+            "duration": self.pull_duration,
+            "failure": int(self.failure_rate * 1_000_000),
+        }
         with self.store.transaction() as db:
             db.execute(DROP_DAY_SQL)
             db.execute(DUE_SQL, params)
@@ -193,6 +215,7 @@ class SyncScheduler:
                 db.execute(COMPANY_SYNC_SQL)
             rounds = db.execute(ROUNDS_SQL).fetchall() if pulls and events.active else []
         events.publish_many(
-            (_read_event(bool(row["initial"])), seed.fmt(row["done"]), row["payload"], row["tags"]) for row in rounds
+            (_read_event(bool(row["initial"])), seed.fmt(row["done"]), row["payload"], row["tags"])
+            for row in rounds
         )
         return pulls, len(rounds)

@@ -42,8 +42,11 @@ class Sandbox:
         return f"Sandbox(companies={self.world.company_count}, seed={self.world.seed})"
 
     def _new_scheduler(self) -> SyncScheduler:
-        return SyncScheduler(self.world.store, enabled=self.config.sync_scheduler,
-                             pull_duration_seconds=self.config.pull_duration_seconds)
+        return SyncScheduler(
+            self.world.store,
+            enabled=self.config.sync_scheduler,
+            pull_duration_seconds=self.config.pull_duration_seconds,
+        )
 
     def clock_moved(self, before: str) -> dict[str, int]:
         """After the clock was set or advanced from `before`: finish what is due, then run the scheduled

@@ -450,11 +450,13 @@ class Store:
             pull = dict(zip(PULL_COLUMNS, row, strict=True))
             if pull["status"] == "Complete":
                 db.execute(
-                    "UPDATE connections SET last_sync = ? WHERE id = ? AND (last_sync IS NULL OR last_sync < ?)",
+                    "UPDATE connections SET last_sync = ? "
+                    "WHERE id = ? AND (last_sync IS NULL OR last_sync < ?)",
                     (pull["completed"], pull["connection_id"], pull["completed"]),
                 )
                 db.execute(
-                    "UPDATE companies SET last_sync = ? WHERE id = ? AND (last_sync IS NULL OR last_sync < ?)",
+                    "UPDATE companies SET last_sync = ? "
+                    "WHERE id = ? AND (last_sync IS NULL OR last_sync < ?)",
                     (pull["completed"], pull["company_id"], pull["completed"]),
                 )
 

@@ -31,9 +31,17 @@ MAX_TAG_LENGTH = 128
 MAX_URL_LENGTH = 2048
 #: the event types the sandbox sends; a consumer with no eventTypes gets all of them (as with Svix)
 EVENT_TYPES = (
-    "company.created", "company.deleted", "company.product.added", "company.product.removed",
-    "connection.created", "connection.connected", "connection.disconnected", "connection.reconnected",
-    "connection.deleted", "read.completed", "read.completed.initial",
+    "company.created",
+    "company.deleted",
+    "company.product.added",
+    "company.product.removed",
+    "connection.created",
+    "connection.connected",
+    "connection.disconnected",
+    "connection.reconnected",
+    "connection.deleted",
+    "read.completed",
+    "read.completed.initial",
 )
 
 CONSUMERS_TABLE = (
@@ -74,8 +82,13 @@ class Consumer:
 
     def doc(self) -> dict[str, Any]:
         """The consumer as Codat answers it (`WebhookConsumer`)."""
-        return {"id": self.id, "url": self.url, "disabled": self.disabled, "eventTypes": list(self.event_types),
-                "companyTags": list(self.company_tags)}
+        return {
+            "id": self.id,
+            "url": self.url,
+            "disabled": self.disabled,
+            "eventTypes": list(self.event_types),
+            "companyTags": list(self.company_tags),
+        }
 
     def wants(self, event_type: str, tags: dict[str, str]) -> bool:
         if self.disabled or (self.event_types and event_type not in self.event_types):
@@ -84,10 +97,14 @@ class Consumer:
 
 
 def _bad(field_name: str, message: str) -> ApiError:
-    return ApiError(400, f"{field_name}: {message}", errors=[(field_name, message)], validator="WebhookValidator")
+    return ApiError(
+        400, f"{field_name}: {message}", errors=[(field_name, message)], validator="WebhookValidator"
+    )
 
 
-def _strings(body: dict[str, Any], name: str, *, max_items: int | None = None, max_length: int = 200) -> list[str]:
+def _strings(
+    body: dict[str, Any], name: str, *, max_items: int | None = None, max_length: int = 200
+) -> list[str]:
     value = body.get(name)
     if value is None:
         return []
@@ -101,7 +118,11 @@ def _strings(body: dict[str, Any], name: str, *, max_items: int | None = None, m
 
 
 def check_url(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")) or len(value) > MAX_URL_LENGTH:
+    if (
+        not isinstance(value, str)
+        or not value.startswith(("http://", "https://"))
+        or len(value) > MAX_URL_LENGTH
+    ):
         raise _bad("url", f"is required: an http(s) URL of at most {MAX_URL_LENGTH} characters")
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise _bad("url", "must not contain whitespace or control characters")
@@ -131,8 +152,14 @@ class ConsumerRegistry:
     def _load(self) -> None:
         rows = self.store.all("SELECT * FROM webhook_consumers ORDER BY seq")
         consumers = {
-            row["id"]: Consumer(row["id"], row["url"], bool(row["disabled"]), tuple(json.loads(row["event_types"])),
-                                tuple(json.loads(row["company_tags"])), SecretStr(row["secret"]))
+            row["id"]: Consumer(
+                row["id"],
+                row["url"],
+                bool(row["disabled"]),
+                tuple(json.loads(row["event_types"])),
+                tuple(json.loads(row["company_tags"])),
+                SecretStr(row["secret"]),
+            )
             for row in rows
         }
         self._shortcut = next((row["id"] for row in rows if row["shortcut"]), None)
@@ -165,16 +192,30 @@ class ConsumerRegistry:
             raise _bad("disabled", "must be a boolean")
         event_types = _strings(body, "eventTypes")
         tags = _strings(body, "companyTags", max_items=MAX_COMPANY_TAGS, max_length=MAX_TAG_LENGTH)
-        consumer = Consumer(str(uuid.uuid4()), url, bool(disabled), tuple(event_types), tuple(tags),
-                            SecretStr(secret or new_secret()))
+        consumer = Consumer(
+            str(uuid.uuid4()),
+            url,
+            bool(disabled),
+            tuple(event_types),
+            tuple(tags),
+            SecretStr(secret or new_secret()),
+        )
         with self._lock:
             if len(self._consumers) >= MAX_CONSUMERS:
                 raise _bad("url", f"a client has at most {MAX_CONSUMERS} webhook consumers")
             self.store.run(
-                "INSERT INTO webhook_consumers (id, url, disabled, event_types, company_tags, secret, shortcut) "
+                "INSERT INTO webhook_consumers "
+                "(id, url, disabled, event_types, company_tags, secret, shortcut) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (consumer.id, url, int(consumer.disabled), json.dumps(event_types), json.dumps(tags),
-                 consumer.secret.get_secret_value(), int(shortcut)),
+                (
+                    consumer.id,
+                    url,
+                    int(consumer.disabled),
+                    json.dumps(event_types),
+                    json.dumps(tags),
+                    consumer.secret.get_secret_value(),
+                    int(shortcut),
+                ),
             )
             self._load()
         return consumer

@@ -111,10 +111,12 @@ class World(Pulls):
         for (connection_id, done), rows in rounds.items():
             company_id = rows[0]["company_id"]
             if company_id not in companies:
-                companies[company_id] = json.loads(self.store.company_json(company_id))  # type: ignore[arg-type]
+                doc: str = self.store.company_json(company_id)  # type: ignore[assignment]
+                companies[company_id] = json.loads(doc)
             company = companies[company_id]
             entries = [
-                read_entry(connection_id, r["data_type"], r["outcome"], r["error_message"], company_id) for r in rows
+                read_entry(connection_id, r["data_type"], r["outcome"], r["error_message"], company_id)
+                for r in rows
             ]
             prev = last_done.get(connection_id) or rows[0]["prev_sync"]
             last_done[connection_id] = done
@@ -138,7 +140,9 @@ class World(Pulls):
             if row is None or row["history_done"]:
                 return
             # the history ends at each connection's lastSync as seeded, not as syncs since have moved it
-            connections = [{**dict(c), "last_sync": c["seeded_sync"]} for c in self.store.connections_of(row["id"])]
+            connections = [
+                {**dict(c), "last_sync": c["seeded_sync"]} for c in self.store.connections_of(row["id"])
+            ]
             rows = seed.history(
                 self.seed,
                 row["id"],
@@ -221,7 +225,8 @@ class World(Pulls):
 
     def delete_company(self, company_id: str) -> None:
         row = self.company(company_id)
-        company = json.loads(self.store.company_json(row["id"])) if self.events.active else None  # type: ignore[arg-type]
+        doc = self.store.company_json(row["id"]) if self.events.active else None
+        company = json.loads(doc) if doc is not None else None
         with self._lock:
             self.store.delete_company(row["id"])
             self._refresh_markers()
@@ -239,7 +244,9 @@ class World(Pulls):
         if self.events.active:
             company = json.loads(self.store.company_json(row["id"]))  # type: ignore[arg-type]
             event_type = "company.product.added" if add else "company.product.removed"
-            self.events.publish(event_type, self.now_text(), product_payload(company, product_id), company["tags"])
+            self.events.publish(
+                event_type, self.now_text(), product_payload(company, product_id), company["tags"]
+            )
 
     def tell_connection(self, event_type: str, company_id: str, connection_doc: str) -> None:
         """Publish a connection event: the company's reference and the connection document as it is."""
@@ -383,6 +390,8 @@ class World(Pulls):
         if action == "deauthorize":
             event_type = "connection.disconnected"
         else:
-            event_type = "connection.connected" if conn["status"] == "PendingAuth" else "connection.reconnected"
+            event_type = (
+                "connection.connected" if conn["status"] == "PendingAuth" else "connection.reconnected"
+            )
         self.tell_connection(event_type, company["id"], doc)
         return doc

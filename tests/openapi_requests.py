@@ -421,7 +421,8 @@ def requests(
             elif param["in"] == "query":
                 params.append((param["name"], value))
         # a lone surrogate in a free-text path parameter (productIdentifier) goes as its UTF-8 bytes
-        url = operation.path.format(**{k: quote(v, safe="", errors="surrogatepass") for k, v in path_values.items()})
+        quoted = {k: quote(v, safe="", errors="surrogatepass") for k, v in path_values.items()}
+        url = operation.path.format(**quoted)
         content = None
         if bodies is not None:
             body = draw(bodies, label="body")

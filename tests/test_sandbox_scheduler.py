@@ -36,8 +36,9 @@ def companies(http: httpx.Client) -> list[dict]:
 
 
 def pulls_since(http: httpx.Client, company_id: str, since: str = SANDBOX_NOW_ISO) -> list[dict]:
-    response = http.get(f"/companies/{company_id}/data/history",
-                        params={"pageSize": 5000, "query": f"requested>{since}"})
+    response = http.get(
+        f"/companies/{company_id}/data/history", params={"pageSize": 5000, "query": f"requested>{since}"}
+    )
     assert response.status_code == 200, response.text
     return response.json()["results"]
 
@@ -53,7 +54,9 @@ def advance(http: httpx.Client, seconds: int) -> None:
 
 def test_a_day_runs_each_linked_connections_due_syncs_and_tells_each_round_once(http, receiver):
     assert http.post("/_sandbox/scheduler", json={"enabled": True, "failure_rate": 0}).json() == {
-        "enabled": True, "failure_rate": 0.0}
+        "enabled": True,
+        "failure_rate": 0.0,
+    }
     before = companies(http)
     advance(http, DAY)
     drain(http)
@@ -93,7 +96,8 @@ def test_a_day_runs_each_linked_connections_due_syncs_and_tells_each_round_once(
             synced = now_connections[conn["id"]]["lastSync"]
             assert event["generatedDate"] == synced and synced > SANDBOX_NOW_ISO
         assert after[company["id"]]["lastSync"] == max(
-            filter(None, (n["lastSync"] for n in now_connections.values())), default=None)
+            filter(None, (n["lastSync"] for n in now_connections.values())), default=None
+        )
     assert linked_with_types == len(by_connection) > 10
 
 
@@ -105,7 +109,9 @@ def test_with_failure_rate_one_every_pull_fails_and_last_sync_stays(http, receiv
     statuses = {p["status"] for c in before for p in pulls_since(http, c["id"])}
     assert statuses and statuses <= FAILED
     entries = [d for e in receiver.verified(SECRET) for d in e["payload"]["dataTypes"]]
-    assert entries and all(d["status"] in FAILED and d["issues"] and not d["recordsModified"] for d in entries)
+    assert entries and all(
+        d["status"] in FAILED and d["issues"] and not d["recordsModified"] for d in entries
+    )
     assert [c["lastSync"] for c in companies(http)] == [c["lastSync"] for c in before]
 
 
@@ -126,7 +132,9 @@ def test_a_first_link_is_told_as_read_completed_initial_when_its_pulls_finish(ht
     drain(http)
     reads = [e for e in receiver.verified(SECRET) if e["eventType"].startswith("read.")]
     [event] = reads
-    first_link = {t for t, _ in enabled_types(http, company["id"]).items() if DATA_TYPE_SOURCE[t] == "Banking"}
+    first_link = {
+        t for t, _ in enabled_types(http, company["id"]).items() if DATA_TYPE_SOURCE[t] == "Banking"
+    }
     assert event["eventType"] == "read.completed.initial" and event["payload"]["modifiedFromDate"] is None
     assert {d["dataType"] for d in event["payload"]["dataTypes"]} <= first_link
     assert {d["connectionId"] for d in event["payload"]["dataTypes"]} == {bank["id"]}
@@ -134,8 +142,11 @@ def test_a_first_link_is_told_as_read_completed_initial_when_its_pulls_finish(ht
 
 def test_a_portal_edit_of_sync_settings_sends_nothing(http, receiver):
     company = companies(http)[0]
-    body = {"companyId": company["id"], "overridesDefaults": True,
-            "settings": [{"dataType": "invoices", "fetchOnFirstLink": True, "syncSchedule": 24, "syncOrder": 0}]}
+    body = {
+        "companyId": company["id"],
+        "overridesDefaults": True,
+        "settings": [{"dataType": "invoices", "fetchOnFirstLink": True, "syncSchedule": 24, "syncOrder": 0}],
+    }
     assert http.post(f"/_sandbox/companies/{company['id']}/syncSettings", json=body).status_code == 204
     assert http.get(f"/companies/{company['id']}/syncSettings").json()["settings"] == body["settings"]
     drain(http)
@@ -145,44 +156,69 @@ def test_a_portal_edit_of_sync_settings_sends_nothing(http, receiver):
 
 
 def test_a_rogue_pull_is_stored_moves_last_sync_and_is_reported(http, receiver):
-    company, conn = next((c, n) for c in companies(http) for n in c["dataConnections"]
-                         if n["sourceType"] == "Accounting" and n["status"] == "Linked")
+    company, conn = next(
+        (c, n)
+        for c in companies(http)
+        for n in c["dataConnections"]
+        if n["sourceType"] == "Accounting" and n["status"] == "Linked"
+    )
     advance(http, 3600)
-    response = http.post(f"/_sandbox/companies/{company['id']}/pulls",
-                         json={"dataType": "journals", "connectionId": conn["id"]})
+    response = http.post(
+        f"/_sandbox/companies/{company['id']}/pulls",
+        json={"dataType": "journals", "connectionId": conn["id"]},
+    )
     assert response.status_code == 200, response.text
     pull = response.json()
     assert (pull["dataType"], pull["status"], pull["connectionId"]) == ("journals", "Complete", conn["id"])
     assert pull["requested"] == pull["completed"] == "2026-11-01T13:00:00Z"
     assert [p["id"] for p in pulls_since(http, company["id"])] == [pull["id"]]
-    assert http.get(f"/companies/{company['id']}/connections/{conn['id']}").json()["lastSync"] == pull["completed"]
+    assert (
+        http.get(f"/companies/{company['id']}/connections/{conn['id']}").json()["lastSync"]
+        == pull["completed"]
+    )
     drain(http)
     [event] = receiver.verified(SECRET)
     assert event["eventType"] == "read.completed" and event["generatedDate"] == pull["completed"]
-    assert event["payload"]["dataTypes"] == [{"connectionId": conn["id"], "dataType": "journals",
-                                              "recordsModified": True, "status": "Complete", "issues": []}]
+    assert event["payload"]["dataTypes"] == [
+        {
+            "connectionId": conn["id"],
+            "dataType": "journals",
+            "recordsModified": True,
+            "status": "Complete",
+            "issues": [],
+        }
+    ]
 
 
-@pytest.mark.parametrize(("path", "body", "field"), [
-    ("/_sandbox/scheduler", {"failure_rate": 2}, "failure_rate"),
-    ("/_sandbox/scheduler", {"enabled": "yes"}, "enabled"),
-    ("/_sandbox/scheduler", {"speed": 1}, "speed"),
-    ("/_sandbox/companies/{company}/pulls", {"connectionId": "x"}, "dataType"),
-    ("/_sandbox/companies/{company}/pulls", {"dataType": "invoices"}, "connectionId"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/_sandbox/scheduler", {"failure_rate": 2}, "failure_rate"),
+        ("/_sandbox/scheduler", {"enabled": "yes"}, "enabled"),
+        ("/_sandbox/scheduler", {"speed": 1}, "speed"),
+        ("/_sandbox/companies/{company}/pulls", {"connectionId": "x"}, "dataType"),
+        ("/_sandbox/companies/{company}/pulls", {"dataType": "invoices"}, "connectionId"),
+    ],
+)
 def test_bad_scheduler_and_pull_bodies_are_400s_naming_the_field(http, path, body, field):
     company = companies(http)[0]["id"]
     response = http.post(path.format(company=company), json=body)
     assert response.status_code == 400 and field in response.json()["error"]
-    unknown = http.post("/_sandbox/companies/00000000-0000-4000-8000-000000000000/pulls",
-                        json={"dataType": "invoices", "connectionId": "x"})
+    unknown = http.post(
+        "/_sandbox/companies/00000000-0000-4000-8000-000000000000/pulls",
+        json={"dataType": "invoices", "connectionId": "x"},
+    )
     assert unknown.status_code == 404
 
 
 def test_scheduled_rounds_go_through_tag_filters_and_delivery_faults(sandbox_http, receiver):
-    created = sandbox_http.post("/webhooks", json={"url": receiver.url, "eventTypes": ["read.completed"],
-                                                   "companyTags": ["region:uk"]}).json()
-    sandbox_http.post(f"/_sandbox/webhooks/{created['id']}/secret", json={"secret": SECRET}).raise_for_status()
+    created = sandbox_http.post(
+        "/webhooks",
+        json={"url": receiver.url, "eventTypes": ["read.completed"], "companyTags": ["region:uk"]},
+    ).json()
+    sandbox_http.post(
+        f"/_sandbox/webhooks/{created['id']}/secret", json={"secret": SECRET}
+    ).raise_for_status()
     sandbox_http.post("/_sandbox/faults", json={"webhook_duplicate": 1.0}).raise_for_status()
     sandbox_http.post("/_sandbox/scheduler", json={"enabled": True}).raise_for_status()
     uk = {c["id"] for c in companies(sandbox_http) if c["tags"].get("region") == "uk"}

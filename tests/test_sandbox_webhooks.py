@@ -37,12 +37,23 @@ def new_company(http: httpx.Client, name: str = "Acme Ltd", **extra) -> dict:
 
 
 def test_consumers_are_created_listed_read_and_deleted_with_their_own_secret(sandbox_http):
-    created = sandbox_http.post("/webhooks", json={"url": "http://127.0.0.1:9/hook", "eventTypes": ["read.completed"],
-                                                   "companyTags": ["region:uk"]})
+    created = sandbox_http.post(
+        "/webhooks",
+        json={
+            "url": "http://127.0.0.1:9/hook",
+            "eventTypes": ["read.completed"],
+            "companyTags": ["region:uk"],
+        },
+    )
     assert created.status_code == 201
     doc = created.json()
-    assert doc == {"id": doc["id"], "url": "http://127.0.0.1:9/hook", "disabled": False,
-                   "eventTypes": ["read.completed"], "companyTags": ["region:uk"]}
+    assert doc == {
+        "id": doc["id"],
+        "url": "http://127.0.0.1:9/hook",
+        "disabled": False,
+        "eventTypes": ["read.completed"],
+        "companyTags": ["region:uk"],
+    }
     listed = sandbox_http.get("/webhooks").json()
     assert listed["results"] == [doc] and listed["totalResults"] == 1 and listed["pageNumber"] == 1
     assert sandbox_http.get(f"/webhooks/{doc['id']}").json() == doc
@@ -60,10 +71,16 @@ def test_consumers_are_created_listed_read_and_deleted_with_their_own_secret(san
     assert [c["id"] for c in sandbox_http.get("/webhooks").json()["results"]] == [other["id"]]
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({}, "url"), ({"url": "ftp://x"}, "url"), ({"url": "http://x", "eventTypes": "read.completed"}, "eventTypes"),
-    ({"url": "http://x", "companyTags": ["x" * 129]}, "companyTags"), ({"url": "http://x", "disabled": "no"}, "disabled"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "url"),
+        ({"url": "ftp://x"}, "url"),
+        ({"url": "http://x", "eventTypes": "read.completed"}, "eventTypes"),
+        ({"url": "http://x", "companyTags": ["x" * 129]}, "companyTags"),
+        ({"url": "http://x", "disabled": "no"}, "disabled"),
+    ],
+)
 def test_a_bad_consumer_is_a_400_naming_the_field(sandbox_http, body, field):
     response = sandbox_http.post("/webhooks", json=body)
     assert response.status_code == 400 and field in response.json()["error"]
@@ -93,7 +110,8 @@ def test_a_delivery_is_signed_with_the_consumers_secret_and_only_subscribed_even
     assert received.headers["webhook-id"] == event["id"]
     attempts = sandbox_http.get("/_sandbox/webhooks/deliveries").json()
     assert [(a["id"], a["event_type"], a["status"], a["attempt"], a["outcome"]) for a in attempts] == [
-        (event["id"], "company.created", 204, 1, "delivered")]
+        (event["id"], "company.created", 204, 1, "delivered")
+    ]
 
 
 def test_company_tags_filter_deliveries(sandbox_http, receiver):
@@ -123,7 +141,9 @@ def test_a_failed_attempt_is_retried_with_the_same_webhook_id(sandbox_http, rece
 
 
 def test_an_unreachable_consumer_keeps_drain_pending_until_its_timeout(sandbox_http):
-    created = sandbox_http.post("/webhooks", json={"url": "http://127.0.0.1:9/nobody", "eventTypes": []}).json()
+    created = sandbox_http.post(
+        "/webhooks", json={"url": "http://127.0.0.1:9/nobody", "eventTypes": []}
+    ).json()
     assert created["id"]
     new_company(sandbox_http)
     response = sandbox_http.post("/_sandbox/webhooks/drain", json={"timeout": 0.5})
@@ -179,8 +199,15 @@ def test_reorder_and_delay_faults_hold_deliveries_back(sandbox_http, receiver):
     assert len(receiver.received) == 1
 
 
-@pytest.mark.parametrize(("field", "value"), [("webhook_drop", 1.5), ("webhook_reorder", "x"),
-                                              ("webhook_delay_seconds", -1), ("webhook_duplicate", True)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("webhook_drop", 1.5),
+        ("webhook_reorder", "x"),
+        ("webhook_delay_seconds", -1),
+        ("webhook_duplicate", True),
+    ],
+)
 def test_a_bad_webhook_fault_is_a_400_naming_the_field(sandbox_http, field, value):
     response = sandbox_http.post("/_sandbox/faults", json={field: value})
     assert response.status_code == 400 and field in response.json()["error"]
@@ -202,21 +229,45 @@ def test_company_connection_and_product_routes_raise_codats_events(sandbox_http,
     sandbox_http.delete(f"/companies/{cid}").raise_for_status()
     drain(sandbox_http)
     events = receiver.verified(SECRET)  # workers deliver in parallel: in any order, as Codat's
-    assert sorted(e["eventType"] for e in events) == sorted([
-        "company.created", "company.product.added", "company.product.removed", "connection.created",
-        "connection.connected", "connection.disconnected", "connection.reconnected", "connection.deleted",
-        "company.deleted"])
+    assert sorted(e["eventType"] for e in events) == sorted(
+        [
+            "company.created",
+            "company.product.added",
+            "company.product.removed",
+            "connection.created",
+            "connection.connected",
+            "connection.disconnected",
+            "connection.reconnected",
+            "connection.deleted",
+            "company.deleted",
+        ]
+    )
     by_type = {e["eventType"]: e["payload"] for e in events}
     added = by_type["company.product.added"]
     assert (added["id"], added["productId"], added["productName"], added["products"]) == (
-        cid, "lending", "Lending", ["lending"])
+        cid,
+        "lending",
+        "Lending",
+        ["lending"],
+    )
     assert by_type["company.product.removed"]["products"] == []
-    reference = {"id": cid, "name": "Acme Ltd", "description": "d", "tags": {"team": "cards"},
-                 "links": {"portal": f"https://app.codat.io/companies/{cid}"}}
-    statuses = {e["eventType"]: e["payload"]["connection"]["status"] for e in events if "connection" in e["payload"]}
-    assert statuses == {"connection.created": "PendingAuth", "connection.connected": "Linked",
-                        "connection.disconnected": "Deauthorized", "connection.reconnected": "Linked",
-                        "connection.deleted": "Linked"}
+    reference = {
+        "id": cid,
+        "name": "Acme Ltd",
+        "description": "d",
+        "tags": {"team": "cards"},
+        "links": {"portal": f"https://app.codat.io/companies/{cid}"},
+    }
+    statuses = {
+        e["eventType"]: e["payload"]["connection"]["status"] for e in events if "connection" in e["payload"]
+    }
+    assert statuses == {
+        "connection.created": "PendingAuth",
+        "connection.connected": "Linked",
+        "connection.disconnected": "Deauthorized",
+        "connection.reconnected": "Linked",
+        "connection.deleted": "Linked",
+    }
     for event in events:
         if "referenceCompany" in event["payload"]:
             assert event["payload"]["referenceCompany"] == reference
@@ -228,7 +279,9 @@ def test_unlinking_is_a_disconnection(sandbox_http, receiver):
     consumer(sandbox_http, receiver, "connection.disconnected")
     company = sandbox_http.get("/companies", params={"pageSize": 50}).json()["results"]
     cid, conn = next((c["id"], n) for c in company for n in c["dataConnections"] if n["status"] == "Linked")
-    sandbox_http.patch(f"/companies/{cid}/connections/{conn['id']}", json={"status": "Unlinked"}).raise_for_status()
+    sandbox_http.patch(
+        f"/companies/{cid}/connections/{conn['id']}", json={"status": "Unlinked"}
+    ).raise_for_status()
     drain(sandbox_http)
     [event] = receiver.verified(SECRET)
     assert event["payload"]["connection"]["status"] == "Unlinked"
