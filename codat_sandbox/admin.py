@@ -5,6 +5,7 @@ They need the API key like every route, but are neither rate limited, faulted no
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -81,7 +82,7 @@ async def set_clock(request: Request) -> Response:
             sb.clock.set(parse_iso(value))
         except (ValueError, TypeError):
             raise bad_field("now", f"{value!r} is not an ISO 8601 time") from None
-    sb.clock_moved(before)
+    await asyncio.to_thread(sb.clock_moved, before)  # the scheduler may run for seconds
     return json_response(sb.clock.as_json())
 
 
@@ -94,7 +95,7 @@ async def advance_clock(request: Request) -> Response:
         raise bad_field("seconds", "is required: a number of seconds")
     before = sb.world.now_text()
     sb.clock.advance(seconds)
-    sb.clock_moved(before)
+    await asyncio.to_thread(sb.clock_moved, before)  # the scheduler may run for seconds
     return json_response(sb.clock.as_json())
 
 
