@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,8 @@ class Receiver:
     fail: dict[str, list[int]] = field(default_factory=dict)
     #: answer every delivery with this status (None: 204)
     status: int | None = None
+    #: seconds to wait before answering (a slow receiver)
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
@@ -50,6 +53,7 @@ class Receiver:
             self.received.clear()
             self.fail.clear()
             self.status = None
+            self.delay = 0.0
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +70,8 @@ def receiver_server() -> Iterator[Receiver]:
                 receiver.received.append(Received(headers, body))
                 planned = receiver.fail.get(headers.get("webhook-id", ""))
                 status = planned.pop(0) if planned else (receiver.status or 204)
+            if receiver.delay:
+                time.sleep(receiver.delay)
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()

@@ -5,6 +5,9 @@ retries with the same webhook-id, delivery faults, and the events the Codat rout
 from __future__ import annotations
 
 import base64
+import socket
+import threading
+import time
 
 import httpx
 import pytest
@@ -285,3 +288,77 @@ def test_unlinking_is_a_disconnection(sandbox_http, receiver):
     drain(sandbox_http)
     [event] = receiver.verified(SECRET)
     assert event["payload"]["connection"]["status"] == "Unlinked"
+
+
+def test_the_route_that_raises_an_event_does_not_wait_for_its_delivery(sandbox_http, receiver):
+    consumer(sandbox_http, receiver, "company.created")
+    receiver.delay = 1.5
+    started = time.perf_counter()
+    new_company(sandbox_http)
+    assert time.perf_counter() - started < 1.0
+    assert receiver.received == [] or len(receiver.received) == 1  # possibly arrived, not yet answered
+    drain(sandbox_http)
+    assert len(receiver.verified(SECRET)) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.0 202 Accepted\r\n\r\nno length: the body ends when the connection does",
+        b"HTTP/1.1 204 No Content\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["chunked", "close-delimited", "connection-close"],
+)
+def test_deliveries_read_any_http_1_framing_of_the_answer(sandbox_http, answer):
+    """Three deliveries to a raw server that answers each the same way: every one is delivered (the
+    sandbox's client reads the answer to its end and reconnects when the server closes)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def handle(connection: socket.socket) -> None:
+        """Answer each request on one connection until the answer's framing ends the connection."""
+        with connection:
+            buffer = b""
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(buffer) < length:
+                    buffer += connection.recv(65536)
+                seen.append(buffer[:length])
+                buffer = buffer[length:]
+                connection.sendall(answer)
+                if b"chunked" not in answer:
+                    return  # close-delimited or Connection: close: the server closes
+
+    stop = threading.Event()
+    server.settimeout(0.05)  # accept() wakes up to see `stop` (closing the socket would not wake it)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            connection.settimeout(None)
+            threading.Thread(target=handle, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    try:
+        sandbox_http.post("/webhooks", json={"url": url}).raise_for_status()
+        for n in range(3):
+            new_company(sandbox_http, f"Framing {n}")
+            drain(sandbox_http)  # one at a time: a worker reuses its connection, or reconnects
+        outcomes = [a["outcome"] for a in sandbox_http.get("/_sandbox/webhooks/deliveries").json()]
+        assert outcomes == ["delivered"] * 3 and len(seen) == 3
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
