@@ -246,12 +246,11 @@ class DeliveryEngine:
         try:
             while (delivery := self._take()) is not None:
                 entry = self._attempt(poster, delivery)
-                with self._cond:
-                    self._in_flight -= 1
+                with self._cond:  # recorded before it stops counting as in flight: drain then sees it
                     if delivery.generation == self._generation:
+                        self.attempts.add([entry])
                         self._after(delivery, entry)
-                if delivery.generation == self._generation:
-                    self.attempts.add([entry])
+                    self._in_flight -= 1
         finally:
             poster.close()
 
