@@ -228,3 +228,20 @@ def test_scheduled_rounds_go_through_tag_filters_and_delivery_faults(sandbox_htt
     assert events and {e["payload"]["referenceCompany"]["id"] for e in events} <= uk
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert len(ids) == 2 * len(set(ids))  # every delivery twice, with its webhook-id
+
+
+def test_a_three_day_advance_runs_three_daily_rounds_each_from_the_one_before(http, receiver):
+    http.post("/_sandbox/scheduler", json={"enabled": True, "failure_rate": 0}).raise_for_status()
+    advance(http, 3 * DAY)
+    drain(http)
+    rounds = defaultdict(list)
+    for event in receiver.verified(SECRET):
+        rounds[event["payload"]["dataTypes"][0]["connectionId"]].append(event)
+    assert rounds
+    for events in rounds.values():
+        events.sort(key=lambda e: e["generatedDate"])
+        assert len(events) == 3
+        assert [e["payload"]["modifiedFromDate"] for e in events[1:]] == [
+            e["generatedDate"] for e in events[:2]
+        ]
+        assert all(e["eventType"] == "read.completed" for e in events[1:])
