@@ -45,6 +45,9 @@ class SandboxConfig:
             if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
                 bound = f" >= {low}" if low is not None else ""
                 raise ValueError(f"SandboxConfig.{name} must be an integer{bound}, got {value!r}")
+        for name in ("eager_history", "sync_scheduler"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"SandboxConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.now is not None:
             if not isinstance(self.now, datetime):
                 message = f"SandboxConfig.now must be a datetime or None, not {self.now!r}"

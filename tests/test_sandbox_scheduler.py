@@ -245,3 +245,10 @@ def test_a_three_day_advance_runs_three_daily_rounds_each_from_the_one_before(ht
             e["generatedDate"] for e in events[:2]
         ]
         assert all(e["eventType"] == "read.completed" for e in events[1:])
+
+
+def test_the_scheduler_setting_of_the_config_must_be_a_bool():
+    from codat_sandbox import SandboxConfig
+
+    with pytest.raises(ValueError, match="sync_scheduler"):
+        SandboxConfig(api_key="k", sync_scheduler="yes")  # type: ignore[arg-type]
