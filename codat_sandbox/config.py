@@ -47,7 +47,8 @@ class SandboxConfig:
                 raise ValueError(f"SandboxConfig.{name} must be an integer{bound}, got {value!r}")
         for name in ("eager_history", "sync_scheduler"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"SandboxConfig.{name} must be a bool, got {getattr(self, name)!r}")
+                message = f"SandboxConfig.{name} must be a bool, got {getattr(self, name)!r}"
+                raise ValueError(message)  # as the other fields: callers catch ValueError
         if self.now is not None:
             if not isinstance(self.now, datetime):
                 message = f"SandboxConfig.now must be a datetime or None, not {self.now!r}"
