@@ -46,9 +46,9 @@ class SandboxConfig:
                 bound = f" >= {low}" if low is not None else ""
                 raise ValueError(f"SandboxConfig.{name} must be an integer{bound}, got {value!r}")
         for name in ("eager_history", "sync_scheduler"):
-            if not isinstance(getattr(self, name), bool):
-                message = f"SandboxConfig.{name} must be a bool, got {getattr(self, name)!r}"
-                raise ValueError(message)  # as the other fields: callers catch ValueError
+            value = getattr(self, name)
+            if value is not True and value is not False:
+                raise ValueError(f"SandboxConfig.{name} must be a bool, got {value!r}")
         if self.now is not None:
             if not isinstance(self.now, datetime):
                 message = f"SandboxConfig.now must be a datetime or None, not {self.now!r}"
