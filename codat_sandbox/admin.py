@@ -6,7 +6,6 @@ They need the API key like every route, but are neither rate limited, faulted no
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -27,7 +26,8 @@ def sandbox(request: Request) -> Sandbox:
     return request.app.state.sandbox
 
 
-def _bad(field: str, message: str) -> ApiError:
+def bad_field(field: str, message: str) -> ApiError:
+    """A 400 naming the field of an admin body that was wrong."""
     return ApiError(400, f"{field}: {message}", errors=[(field, message)], validator="SandboxAdmin")
 
 
@@ -35,14 +35,14 @@ async def body_object(request: Request, *, required: bool = True) -> dict[str, A
     raw = await request.body()
     if not raw.strip():
         if required:
-            raise _bad("body", "a JSON object is required")
+            raise bad_field("body", "a JSON object is required")
         return {}
     try:
         data = parse_json(raw)
     except ValueError:
-        raise _bad("body", "not valid JSON") from None
+        raise bad_field("body", "not valid JSON") from None
     if not isinstance(data, dict):
-        raise _bad("body", "must be a JSON object")
+        raise bad_field("body", "must be a JSON object")
     return data
 
 
@@ -56,7 +56,9 @@ def _int(data: dict[str, Any], name: str, low: int, high: int | None = None) -> 
         or value < low
         or (high is not None and value > high)
     ):
-        raise _bad(name, f"must be an integer >= {low}" + (f" and <= {high}" if high is not None else ""))
+        raise bad_field(
+            name, f"must be an integer >= {low}" + (f" and <= {high}" if high is not None else "")
+        )
     return value
 
 
@@ -70,16 +72,17 @@ async def set_clock(request: Request) -> Response:
     sb = sandbox(request)
     data = await body_object(request)
     if "now" not in data:
-        raise _bad("now", "is required: an ISO 8601 time, or null for real time")
+        raise bad_field("now", "is required: an ISO 8601 time, or null for real time")
     value = data["now"]
+    before = sb.world.now_text()
     if value is None:
         sb.clock.set(None)
     else:
         try:
             sb.clock.set(parse_iso(value))
         except (ValueError, TypeError):
-            raise _bad("now", f"{value!r} is not an ISO 8601 time") from None
-    sb.world.settle()
+            raise bad_field("now", f"{value!r} is not an ISO 8601 time") from None
+    await asyncio.to_thread(sb.clock_moved, before)  # the scheduler may run for seconds
     return json_response(sb.clock.as_json())
 
 
@@ -89,45 +92,27 @@ async def advance_clock(request: Request) -> Response:
     data = await body_object(request)
     seconds = data.get("seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise _bad("seconds", "is required: a number of seconds")
+        raise bad_field("seconds", "is required: a number of seconds")
+    before = sb.world.now_text()
     sb.clock.advance(seconds)
-    sb.world.settle()
+    await asyncio.to_thread(sb.clock_moved, before)  # the scheduler may run for seconds
     return json_response(sb.clock.as_json())
 
 
 @router.post("/connections/{connectionId}/deauthorize")
 async def deauthorize(request: Request, connectionId: str) -> Response:
-    return await _set_status(sandbox(request), connectionId, "deauthorize", "connection.disconnected")
+    return await _set_status(sandbox(request), connectionId, "deauthorize")
 
 
 @router.post("/connections/{connectionId}/reconnect")
 async def reconnect(request: Request, connectionId: str) -> Response:
-    return await _set_status(sandbox(request), connectionId, "reconnect", "connection.reconnected")
+    return await _set_status(sandbox(request), connectionId, "reconnect")
 
 
-async def _set_status(sb: Sandbox, connection_id: str, action: str, event_type: str) -> Response:
+async def _set_status(sb: Sandbox, connection_id: str, action: str) -> Response:
+    """The world tells the change as a Codat event; its delivery happens off this request."""
     sb.world.settle()
-    connection = sb.world.set_connection_status(connection_id, action)
-    row = sb.world.store.connection(json.loads(connection)["id"])
-    company = json.loads(sb.world.company_json(row["company_id"]))
-    await asyncio.to_thread(sb.webhooks.emit, event_type, company, json.loads(connection), sb.world.now_text())
-    return json_response(connection)
-
-
-@router.post("/webhooks")
-async def set_webhooks(request: Request) -> Response:
-    """Send Codat webhooks to `url`, signed with `secret` (Svix-style); an empty body turns them off."""
-    data = await body_object(request, required=False)
-    url, secret = data.get("url"), data.get("secret")
-    if (url is None) != (secret is None) or any(v is not None and not isinstance(v, str) for v in (url, secret)):
-        raise _bad("url", "give both url and secret as strings, or neither")
-    sandbox(request).webhooks.configure(url, secret)
-    return json_response({"url": url, "enabled": url is not None})
-
-
-@router.get("/webhooks/deliveries")
-async def webhook_deliveries(request: Request) -> Response:
-    return json_response(sandbox(request).webhooks.delivered)
+    return json_response(sb.world.set_connection_status(connection_id, action))
 
 
 @router.get("/faults")
@@ -143,7 +128,7 @@ async def set_faults(request: Request) -> Response:
         settings = FaultSettings.from_json(data)
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
-        raise _bad(field, message) from None
+        raise bad_field(field, message) from None
     sb.faults.configure(settings)
     return json_response(settings.as_json())
 
@@ -163,7 +148,7 @@ async def set_limits(request: Request) -> Response:
     data = await body_object(request)
     unknown = sorted(set(data) - {"rate_limit_per_minute", "concurrent_per_company"})
     if unknown:
-        raise _bad(unknown[0], "unknown limit (known: rate_limit_per_minute, concurrent_per_company)")
+        raise bad_field(unknown[0], "unknown limit (known: rate_limit_per_minute, concurrent_per_company)")
     per_minute = _int(data, "rate_limit_per_minute", 1)
     concurrent = _int(data, "concurrent_per_company", 1)
     if per_minute is not None:
@@ -179,11 +164,11 @@ async def reset(request: Request) -> Response:
     data = await body_object(request, required=False)
     unknown = sorted(set(data) - {"companies", "seed"})
     if unknown:
-        raise _bad(unknown[0], "unknown reset option (known: companies, seed)")
+        raise bad_field(unknown[0], "unknown reset option (known: companies, seed)")
     companies = _int(data, "companies", 0, MAX_COMPANIES)
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise _bad("seed", "must be an integer")
+        raise bad_field("seed", "must be an integer")
     sb.reset(companies, seed)
     return json_response(
         {"companies": sb.world.company_count, "seed": sb.world.seed, "now": sb.clock.as_json()["now"]}

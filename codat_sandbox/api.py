@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,7 @@ from starlette.responses import Response
 
 from codat_sandbox.errors import ApiError
 from codat_sandbox.paging import page_body, parse_paging
+from codat_sandbox.webhooks import ConsumerRegistry
 from codat_sandbox.world import World
 
 router = APIRouter()
@@ -178,3 +180,72 @@ async def list_pull_operations(request: Request, companyId: str) -> Response:
 @router.get("/companies/{companyId}/data/history/{datasetId}")
 async def get_pull_operation(request: Request, companyId: str, datasetId: str) -> Response:
     return json_response(world(request).pull(companyId, datasetId))
+
+
+# -- products ---------------------------------------------------------------------------------------------
+
+PRODUCT_IDENTIFIER = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+def _product(productIdentifier: str) -> str:
+    if not PRODUCT_IDENTIFIER.fullmatch(productIdentifier):
+        raise ApiError(
+            400,
+            f"'{productIdentifier}' is not a product identifier.",
+            errors=[("productIdentifier", "lower-case letters, digits and hyphens, e.g. lending")],
+            validator="ProductValidator",
+        )
+    return productIdentifier
+
+
+@router.put("/companies/{companyId}/products/{productIdentifier}")
+async def add_product(request: Request, companyId: str, productIdentifier: str) -> Response:
+    w = world(request)
+    w.company(companyId)
+    w.change_product(companyId, _product(productIdentifier), add=True)
+    return Response(status_code=204)
+
+
+@router.delete("/companies/{companyId}/products/{productIdentifier}")
+async def remove_product(request: Request, companyId: str, productIdentifier: str) -> Response:
+    w = world(request)
+    w.company(companyId)
+    w.change_product(companyId, _product(productIdentifier), add=False)
+    return Response(status_code=204)
+
+
+# -- webhook consumers ------------------------------------------------------------------------------------
+
+
+def consumers(request: Request) -> ConsumerRegistry:
+    return request.app.state.sandbox.consumers
+
+
+@router.get("/webhooks")
+async def list_webhook_consumers(request: Request) -> Response:
+    paging = parse_paging(request.query_params)
+    docs = [json.dumps(c.doc()) for c in consumers(request).all()]
+    return json_response(
+        page_body("/webhooks", paging, len(docs), docs[paging.offset : paging.offset + paging.page_size])
+    )
+
+
+@router.post("/webhooks")
+async def create_webhook_consumer(request: Request) -> Response:
+    consumer = consumers(request).create(await json_body(request))
+    return json_response(consumer.doc(), status_code=201)
+
+
+@router.delete("/webhooks/{webhookId}")
+async def delete_webhook_consumer(request: Request, webhookId: str) -> Response:
+    consumers(request).delete(webhookId)
+    return Response(status_code=204)
+
+
+#: Codat routes the sandbox serves beyond the Platform spec (the fuzzer's spec check skips them)
+extensions = APIRouter()
+
+
+@extensions.get("/webhooks/{webhookId}")
+async def get_webhook_consumer(request: Request, webhookId: str) -> Response:
+    return json_response(consumers(request).get(webhookId).doc())

@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from codat_sandbox import admin, api
+from codat_sandbox import admin, admin_sync, admin_webhooks, api
 from codat_sandbox.config import SandboxConfig
 from codat_sandbox.errors import ApiError, error_response, from_api_error
 from codat_sandbox.middleware import SandboxGuard
@@ -60,8 +60,12 @@ def create_app(config: SandboxConfig) -> FastAPI:
     app = FastAPI(title="Codat sandbox", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.sandbox = sandbox
     app.include_router(api.router)
+    app.include_router(api.extensions)
     app.include_router(admin.router)
-    sandbox.api_routes = [r for r in api.router.routes if isinstance(r, APIRoute)]
+    app.include_router(admin_webhooks.router)
+    app.include_router(admin_sync.router)
+    codat_routes = [*api.router.routes, *api.extensions.routes]
+    sandbox.api_routes = [r for r in codat_routes if isinstance(r, APIRoute)]
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -28,6 +28,8 @@ class SandboxConfig:
     pull_duration_seconds: int = 60
     #: make every company's pull history at start, not on its first read (a benchmark then measures reads)
     eager_history: bool = False
+    #: run Codat's scheduled syncs (and their read.completed) when the clock is moved forward
+    sync_scheduler: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key.strip():
@@ -43,6 +45,10 @@ class SandboxConfig:
             if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
                 bound = f" >= {low}" if low is not None else ""
                 raise ValueError(f"SandboxConfig.{name} must be an integer{bound}, got {value!r}")
+        for name in ("eager_history", "sync_scheduler"):
+            value = getattr(self, name)
+            if value is not True and value is not False:
+                raise ValueError(f"SandboxConfig.{name} must be a bool, got {value!r}")
         if self.now is not None:
             if not isinstance(self.now, datetime):
                 message = f"SandboxConfig.now must be a datetime or None, not {self.now!r}"

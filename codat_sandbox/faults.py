@@ -17,6 +17,13 @@ class FaultSettings:
     retry_after_seconds: int = 1
     timeout_seconds: float = 10.0
     seed: int = 0
+    #: fractions of webhook deliveries (per event and consumer) never sent, sent twice with the same
+    #: webhook-id, held back behind later ones, or sent `webhook_delay_seconds` (real time) late
+    webhook_drop: float = 0.0
+    webhook_duplicate: float = 0.0
+    webhook_reorder: float = 0.0
+    webhook_delay: float = 0.0
+    webhook_delay_seconds: float = 5.0
 
     @classmethod
     def from_json(cls, body: Any) -> FaultSettings:
@@ -30,7 +37,7 @@ class FaultSettings:
                 f"{unknown[0]}: unknown fault setting (known: {', '.join(cls.__dataclass_fields__)})"
             )
         values: dict[str, Any] = {}
-        for name in ("rate_429", "rate_5xx", "rate_timeout"):
+        for name in FRACTIONS:
             value = body.get(name, 0.0)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: must be a number between 0 and 1")
@@ -42,17 +49,40 @@ class FaultSettings:
             if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
                 raise ValueError(f"{name}: must be an integer" + (f" >= {low}" if low is not None else ""))
             values[name] = value
-        timeout = body.get("timeout_seconds", 10.0)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-            raise ValueError("timeout_seconds: must be a number >= 0")
-        values["timeout_seconds"] = float(timeout)
+        for name, default in (("timeout_seconds", 10.0), ("webhook_delay_seconds", 5.0)):
+            value = body.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86_400:
+                raise ValueError(f"{name}: must be a number >= 0 and <= 86400")
+            values[name] = float(value)
         return cls(**values)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+FRACTIONS = (
+    "rate_429",
+    "rate_5xx",
+    "rate_timeout",
+    "webhook_drop",
+    "webhook_duplicate",
+    "webhook_reorder",
+    "webhook_delay",
+)
 Fault = Literal["429", "5xx", "timeout"]
+
+
+@dataclass(frozen=True)
+class WebhookFate:
+    """What the faults do to one delivery: drawn independently, a dropped one is nothing else."""
+
+    drop: bool = False
+    duplicate: bool = False
+    reorder: bool = False
+    delay_seconds: float = 0.0
+
+
+NO_WEBHOOK_FAULT = WebhookFate()
 
 
 class FaultInjector:
@@ -64,6 +94,21 @@ class FaultInjector:
         with self._lock:
             self.settings = settings
             self._rng = random.Random(settings.seed)
+            # a stream of its own: turning webhook faults on does not change which API requests fail
+            self._webhook_rng = random.Random(f"webhooks-{settings.seed}")
+
+    def draw_webhook(self) -> WebhookFate:
+        with self._lock:
+            s = self.settings
+            if not (s.webhook_drop or s.webhook_duplicate or s.webhook_reorder or s.webhook_delay):
+                return NO_WEBHOOK_FAULT
+            rng = self._webhook_rng
+            if rng.random() < s.webhook_drop:
+                return WebhookFate(drop=True)
+            duplicate = rng.random() < s.webhook_duplicate
+            reorder = rng.random() < s.webhook_reorder
+            delay = s.webhook_delay_seconds if rng.random() < s.webhook_delay else 0.0
+            return WebhookFate(duplicate=duplicate, reorder=reorder, delay_seconds=delay)
 
     def draw(self) -> tuple[Fault | None, int]:
         """The fault for the next API request (or None) and, for a 5xx, which status (500 or 503)."""

@@ -14,6 +14,7 @@ from codat_sandbox import bodies, seed
 from codat_sandbox.clock import parse_iso, stamp
 from codat_sandbox.codat_types import DATA_TYPE_SOURCE, DATA_TYPES
 from codat_sandbox.errors import ApiError
+from codat_sandbox.events import read_entry, read_payload
 from codat_sandbox.fields import PULL_FIELDS, query_error, uuid_or_none
 from codat_sandbox.paging import Paging
 from codat_sandbox.query import QueryError, compile_order_by, compile_query
@@ -229,3 +230,49 @@ class Pulls:
                     ):
                         self._queue(company["id"], conn, data_type)
             self.settle()
+
+    def record_pull(self, company_id: str, body: Any) -> dict[str, Any]:
+        """Admin: a pull of any data type on a connection, completed at the clock's now, that Codat made
+        outside the schedule (and reports with read.completed): what reconciliation must notice."""
+        data = body if isinstance(body, dict) else {}
+        data_type, connection_id = data.get("dataType"), data.get("connectionId")
+        if not isinstance(data_type, str) or data_type not in DATA_TYPES:
+            raise ApiError(
+                400,
+                f"dataType: {data_type!r} is not one of the {len(DATA_TYPES)} Codat data types",
+                errors=[("dataType", "a Codat data type key is required")],
+                validator="SandboxAdmin",
+            )
+        if not isinstance(connection_id, str):
+            raise ApiError(
+                400,
+                "connectionId: the id of one of the company's connections is required",
+                errors=[("connectionId", "is required")],
+                validator="SandboxAdmin",
+            )
+        company, conn = self.connection(company_id, connection_id)
+        now = self.now_text()
+        pull_id = str(uuid.uuid4())
+        with self._lock:
+            self.store.record_pull(
+                (
+                    pull_id,
+                    company["id"],
+                    conn["id"],
+                    data_type,
+                    "Complete",
+                    "Complete",
+                    now,
+                    now,
+                    now,
+                    now,
+                    None,
+                    None,
+                )
+            )
+        if self.events.active:
+            doc = json.loads(self.store.company_json(company["id"]))
+            entry = read_entry(conn["id"], data_type, "Complete", None, company["id"])
+            event_type = "read.completed" if conn["last_sync"] else "read.completed.initial"
+            self.events.publish(event_type, now, read_payload(doc, conn["last_sync"], [entry]), doc["tags"])
+        return self._pull_doc(self.store.pull(company["id"], pull_id))

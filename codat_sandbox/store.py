@@ -40,7 +40,8 @@ CREATE TABLE connections (
     status TEXT NOT NULL,
     created TEXT NOT NULL,
     last_sync TEXT,
-    errors TEXT NOT NULL DEFAULT '[]'
+    errors TEXT NOT NULL DEFAULT '[]',
+    seeded_sync TEXT
 );
 CREATE TABLE pulls (
     id TEXT PRIMARY KEY,
@@ -193,10 +194,18 @@ class Store:
                     db.execute(statement)
             db.executemany(_insert_sql("companies", COMPANY_COLUMNS), companies)
             db.executemany(_insert_sql("connections", CONNECTION_COLUMNS), connections)
+            db.execute("UPDATE connections SET seeded_sync = last_sync")
             for statement in INDEXES.split(";"):
                 if statement.strip():
                     db.execute(statement)
             db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
+
+    def keep_seeded_sync(self) -> None:
+        """A state file made before `seeded_sync` existed gets it (its lastSyncs taken as seeded)."""
+        columns = {row["name"] for row in self.all("PRAGMA table_info(connections)")}
+        if "seeded_sync" not in columns:
+            self.run("ALTER TABLE connections ADD COLUMN seeded_sync TEXT")
+            self.run("UPDATE connections SET seeded_sync = last_sync")
 
     # -- companies ---------------------------------------------------------------------------------------
 
@@ -250,6 +259,9 @@ class Store:
             "UPDATE companies SET name = ?, description = ?, tags = ? WHERE id = ?",
             (name, description, tags, company_id),
         )
+
+    def set_products(self, company_id: str, products: str) -> None:
+        self.run("UPDATE companies SET products = ? WHERE id = ?", (products, company_id))
 
     def delete_company(self, company_id: str) -> None:
         with self.transaction() as db:
@@ -390,10 +402,21 @@ class Store:
         )
         return (row[0], row[1]) if row else (None, None)
 
-    def settle(self, now: str) -> None:
+    def settle(self, now: str, *, report: bool = False) -> list[sqlite3.Row]:
         """Move pending pulls on: Queued -> Fetching past `fetch_at`; finished past `due` (completed = due),
-        and keep each touched connection's and company's lastSync at its latest Complete pull."""
+        and keep each touched connection's and company's lastSync at its latest Complete pull. With
+        `report`, the pulls it finished (with their connection's lastSync before), to tell as events."""
         with self.transaction() as db:
+            finished = (
+                db.execute(
+                    "SELECT p.company_id, p.connection_id, p.data_type, p.outcome, p.due, p.error_message, "
+                    "n.last_sync AS prev_sync FROM pulls p JOIN connections n ON n.id = p.connection_id "
+                    "WHERE p.completed IS NULL AND p.due <= ? ORDER BY p.due, p.connection_id",
+                    (now,),
+                ).fetchall()
+                if report
+                else []
+            )
             db.execute(
                 "UPDATE pulls SET status = 'Fetching' WHERE completed IS NULL AND status = 'Queued' "
                 "AND fetch_at <= ?",
@@ -418,6 +441,24 @@ class Store:
                 )
         if touched:
             self.refresh_company_last_sync(row[1] for row in touched)
+        return finished
+
+    def record_pull(self, row: tuple) -> None:
+        """A finished pull told from outside the schedule: stored, and lastSync moved on if it completed."""
+        with self.transaction() as db:
+            db.execute(_insert_sql("pulls", PULL_COLUMNS), row)
+            pull = dict(zip(PULL_COLUMNS, row, strict=True))
+            if pull["status"] == "Complete":
+                db.execute(
+                    "UPDATE connections SET last_sync = ? "
+                    "WHERE id = ? AND (last_sync IS NULL OR last_sync < ?)",
+                    (pull["completed"], pull["connection_id"], pull["completed"]),
+                )
+                db.execute(
+                    "UPDATE companies SET last_sync = ? "
+                    "WHERE id = ? AND (last_sync IS NULL OR last_sync < ?)",
+                    (pull["completed"], pull["company_id"], pull["completed"]),
+                )
 
 
 def _with_connections(company_doc: str, connection_docs: Iterable[str]) -> str:

@@ -20,6 +20,15 @@ from codat_sandbox.codat_types import (
 )
 from codat_sandbox.config import SandboxConfig
 from codat_sandbox.errors import ApiError
+from codat_sandbox.events import (
+    EventSink,
+    NoEvents,
+    company_details,
+    connection_payload,
+    product_payload,
+    read_entry,
+    read_payload,
+)
 from codat_sandbox.fields import CONNECTION_FIELDS, TAGS, company_field, query_error, uuid_or_none
 from codat_sandbox.paging import Paging
 from codat_sandbox.platforms import BY_KEY
@@ -38,6 +47,8 @@ class World(Pulls):
         self._lock = threading.RLock()
         self._next_fetch: str | None = None
         self._next_due: str | None = None
+        #: where changes are told as Codat events (the sandbox sets its publisher)
+        self.events: EventSink = NoEvents()
         meta = self.store.meta()
         if (
             self.store.has_world()
@@ -47,6 +58,7 @@ class World(Pulls):
             self.seed = config.seed
             self.company_count = config.companies
             self.reset_at = meta["reset_at"]
+            self.store.keep_seeded_sync()
             self._refresh_markers()
         else:
             self.reset(config.companies, config.seed)
@@ -83,8 +95,33 @@ class World(Pulls):
         if not ((self._next_fetch and self._next_fetch <= now) or (self._next_due and self._next_due <= now)):
             return
         with self._lock:
-            self.store.settle(now)
+            finished = self.store.settle(now, report=self.events.active)
             self._refresh_markers()
+        if finished:
+            self.tell_reads(finished)
+
+    def tell_reads(self, pulls: list[Any]) -> None:
+        """One read.completed per connection and completion time for `pulls` (finished pull rows with
+        `prev_sync`, the connection's lastSync before them): `.initial` when it had never synced."""
+        rounds: dict[tuple[str, str], list[Any]] = {}
+        for row in pulls:
+            rounds.setdefault((row["connection_id"], row["due"]), []).append(row)
+        companies: dict[str, dict[str, Any]] = {}
+        last_done: dict[str, str] = {}  # a connection's earlier round in this batch
+        for (connection_id, done), rows in rounds.items():
+            company_id = rows[0]["company_id"]
+            if company_id not in companies:
+                doc: str = self.store.company_json(company_id)  # type: ignore[assignment]
+                companies[company_id] = json.loads(doc)
+            company = companies[company_id]
+            entries = [
+                read_entry(connection_id, r["data_type"], r["outcome"], r["error_message"], company_id)
+                for r in rows
+            ]
+            prev = last_done.get(connection_id) or rows[0]["prev_sync"]
+            last_done[connection_id] = done
+            event_type = "read.completed" if prev else "read.completed.initial"
+            self.events.publish(event_type, done, read_payload(company, prev, entries), company["tags"])
 
     def materialize_history(self) -> int:
         """Every seeded company's pull history now (as Codat already has it), not on the company's first
@@ -102,11 +139,15 @@ class World(Pulls):
             row = self.store.company(company["id"])
             if row is None or row["history_done"]:
                 return
+            # the history ends at each connection's lastSync as seeded, not as syncs since have moved it
+            connections = [
+                {**dict(c), "last_sync": c["seeded_sync"]} for c in self.store.connections_of(row["id"])
+            ]
             rows = seed.history(
                 self.seed,
                 row["id"],
                 row["settings_profile"],
-                self.store.connections_of(row["id"]),
+                connections,
                 seed.parse(self.reset_at),
             )
             self.store.add_history(row["id"], rows)
@@ -164,7 +205,11 @@ class World(Pulls):
                 "history_done": 1,
             }
         )
-        return self.store.company_json(company_id)  # type: ignore[return-value]
+        doc = self.store.company_json(company_id)
+        if self.events.active:
+            company = json.loads(doc)  # type: ignore[arg-type]
+            self.events.publish("company.created", self.now_text(), company_details(company), company["tags"])
+        return doc  # type: ignore[return-value]
 
     def change_company(self, company_id: str, body: Any, *, replace: bool) -> str:
         row = self.company(company_id)
@@ -180,9 +225,35 @@ class World(Pulls):
 
     def delete_company(self, company_id: str) -> None:
         row = self.company(company_id)
+        doc = self.store.company_json(row["id"]) if self.events.active else None
+        company = json.loads(doc) if doc is not None else None
         with self._lock:
             self.store.delete_company(row["id"])
             self._refresh_markers()
+        if company is not None:
+            self.events.publish("company.deleted", self.now_text(), company_details(company), company["tags"])
+
+    def change_product(self, company_id: str, product_id: str, *, add: bool) -> None:
+        """Enable (`add`) or disable a product for a company; the event only when that changed something."""
+        row = self.company(company_id)
+        products = json.loads(row["products"])
+        if (product_id in products) == add:
+            return
+        products = [*products, product_id] if add else [p for p in products if p != product_id]
+        self.store.set_products(row["id"], json.dumps(products))
+        if self.events.active:
+            company = json.loads(self.store.company_json(row["id"]))  # type: ignore[arg-type]
+            event_type = "company.product.added" if add else "company.product.removed"
+            self.events.publish(
+                event_type, self.now_text(), product_payload(company, product_id), company["tags"]
+            )
+
+    def tell_connection(self, event_type: str, company_id: str, connection_doc: str) -> None:
+        """Publish a connection event: the company's reference and the connection document as it is."""
+        if self.events.active:
+            company = json.loads(self.store.company_json(company_id))  # type: ignore[arg-type]
+            payload = connection_payload(company, json.loads(connection_doc))
+            self.events.publish(event_type, self.now_text(), payload, company["tags"])
 
     # -- connections -------------------------------------------------------------------------------------
 
@@ -237,7 +308,9 @@ class World(Pulls):
                 "errors": "[]",
             }
         )
-        return self.store.connection_json(connection_id)  # type: ignore[return-value]
+        doc: str = self.store.connection_json(connection_id)  # type: ignore[assignment]
+        self.tell_connection("connection.created", company["id"], doc)
+        return doc
 
     def unlink_connection(self, company_id: str, connection_id: str, body: Any) -> str:
         company, conn = self.connection(company_id, connection_id)
@@ -253,15 +326,19 @@ class World(Pulls):
         with self._lock:
             self.store.set_connection_state(conn["id"], "Unlinked", conn["errors"])
             self.store.fail_pending_pulls(conn["id"], "AuthError", seed.AUTH_ERROR_TEXT)
-        return self.store.connection_json(conn["id"])  # type: ignore[return-value]
+        doc: str = self.store.connection_json(conn["id"])  # type: ignore[assignment]
+        self.tell_connection("connection.disconnected", company["id"], doc)
+        return doc
 
     def delete_connection(self, company_id: str, connection_id: str) -> None:
         company, conn = self.connection(company_id, connection_id)
         self.ensure_history(company)
+        doc: str = self.store.connection_json(conn["id"])  # type: ignore[assignment]
         with self._lock:
             self.store.fail_pending_pulls(conn["id"], "Cancelled", "The connection was deleted.")
             self.store.delete_connection(conn["id"])
             self.store.refresh_company_last_sync([company["id"]])
+        self.tell_connection("connection.deleted", company["id"], doc)
 
     def set_connection_status(self, connection_id: str, action: str) -> str:
         """Admin: `deauthorize` (Linked -> Deauthorized, with an Active error) or `reconnect` (any other
@@ -309,4 +386,12 @@ class World(Pulls):
                             and DATA_TYPE_SOURCE.get(setting["dataType"]) == conn["source_type"]
                         ):
                             self._queue(company["id"], linked, setting["dataType"])
-        return self.store.connection_json(conn["id"])  # type: ignore[return-value]
+        doc: str = self.store.connection_json(conn["id"])  # type: ignore[assignment]
+        if action == "deauthorize":
+            event_type = "connection.disconnected"
+        else:
+            event_type = (
+                "connection.connected" if conn["status"] == "PendingAuth" else "connection.reconnected"
+            )
+        self.tell_connection(event_type, company["id"], doc)
+        return doc

@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures_sandbox",
     "tests.fixtures_db",
     "tests.fixtures_webhook",
+    "tests.fixtures_receiver",
     "tests.fixtures_flows",
 ]
 

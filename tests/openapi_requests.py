@@ -420,7 +420,9 @@ def requests(
                 path_values[param["name"]] = value
             elif param["in"] == "query":
                 params.append((param["name"], value))
-        url = operation.path.format(**{k: quote(v, safe="") for k, v in path_values.items()})
+        # a lone surrogate in a free-text path parameter (productIdentifier) goes as its UTF-8 bytes
+        quoted = {k: quote(v, safe="", errors="surrogatepass") for k, v in path_values.items()}
+        url = operation.path.format(**quoted)
         content = None
         if bodies is not None:
             body = draw(bodies, label="body")

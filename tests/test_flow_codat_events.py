@@ -225,6 +225,7 @@ def test_a_deauthorization_at_the_sandbox_then_a_reconnection_entitles_the_bank_
     with world.http() as http:
         http.post("/_sandbox/webhooks", json={"url": world.url, "secret": SECRET}).raise_for_status()
         http.post(f"/_sandbox/connections/{bank['id']}/deauthorize").raise_for_status()
+        http.post("/_sandbox/webhooks/drain", json={"timeout": 10}).raise_for_status()  # sent off the request
     world.run(AT)
     assert world.connection(bank["id"])["status"] == "Deauthorized"
     assert world.ledger.entitlements(company, now=AT).query("connection_id == @bank['id']").empty

@@ -89,7 +89,7 @@ def fuzz_client(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
 
 def id_pools(client: httpx.Client) -> dict[str, list[str]]:
     """Ids that exist in the freshly seeded sandbox, for path parameters: a few companies, their
-    connections, and the first company's pull operations."""
+    connections, and the first company's pull operations; and two product identifiers."""
     companies = client.get("/companies", params={"pageSize": 3}).json()["results"]
     first = companies[0]["id"]
     pulls = client.get(f"/companies/{first}/data/history", params={"pageSize": 5}).json()["results"]
@@ -97,6 +97,7 @@ def id_pools(client: httpx.Client) -> dict[str, list[str]]:
         "companyId": [c["id"] for c in companies],
         "connectionId": [n["id"] for c in companies for n in c["dataConnections"]],
         "datasetId": [p["id"] for p in pulls],
+        "productIdentifier": ["lending", "bank-feeds"],
     }
 
 

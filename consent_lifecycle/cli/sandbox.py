@@ -34,6 +34,10 @@ def sandbox_serve(
         bool,
         typer.Option(help="Make every company's pull history at start (as Codat has it), not on its first read."),
     ] = False,
+    sync_scheduler: Annotated[
+        bool,
+        typer.Option(help="Run Codat's scheduled syncs (and send read.completed) when the sandbox clock advances."),
+    ] = False,
 ) -> None:
     """Serve a Codat-compatible API over HTTP, seeded deterministically."""
     from codat_sandbox.config import SandboxConfig
@@ -52,6 +56,7 @@ def sandbox_serve(
         concurrent_per_company=concurrent_per_company,
         now=frozen,
         eager_history=eager_history,
+        sync_scheduler=sync_scheduler,
     )
     typer.echo(f"Codat sandbox: http://{host}:{port} ({companies} companies, seed {seed})", err=True)
     serve(config, host=host, port=port)
