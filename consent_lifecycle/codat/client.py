@@ -23,7 +23,6 @@ from pydantic import BaseModel, SecretStr, TypeAdapter
 from consent_lifecycle.codat import network
 from consent_lifecycle.codat.auth import CodatKeyAuth
 from consent_lifecycle.codat.errors import CodatError
-from consent_lifecycle.codat.ratelimit import RateLimiter, default_path
 from consent_lifecycle.codat.models import (
     Company,
     CompanySyncSettings,
@@ -33,6 +32,7 @@ from consent_lifecycle.codat.models import (
     PullOperation,
     SyncSetting,
 )
+from consent_lifecycle.codat.ratelimit import RateLimiter, default_path
 from consent_lifecycle.codat.responses import (
     check_page,
     company_dicts,
