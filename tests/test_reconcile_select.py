@@ -160,3 +160,12 @@ def test_the_budget_keeps_the_highest_priorities_and_defers_the_sweep():
     assert within_budget(selection, 0, 0.5).company_ids == selection.company_ids  # no cap, no deferral
     roomy = within_budget(selection, 6000, 60)
     assert roomy.deferred == 0 and roomy.company_ids == selection.company_ids
+
+
+def test_a_second_run_the_same_day_does_not_sweep_again():
+    ids = pd.Series([f"company-{i}" for i in range(100)])
+    swept = ids[sweep_slice(ids, NOW, SWEEP)].tolist()
+    assert swept
+    earlier_today = NOW - timedelta(hours=1)
+    data = inputs(ids.tolist(), cursors={c: (earlier_today if c in swept else YESTERDAY) for c in ids})
+    assert select_companies(data, NOW, SWEEP, False).company_ids == []

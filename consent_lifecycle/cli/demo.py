@@ -56,7 +56,8 @@ def demo(
         typer.echo("")
         granted = _demo_consents(catalog, sandbox)
         typer.echo(f"consents recorded from the companies' Codat products: {granted}")
-        reconciled = run_flow(RECONCILIATION, dry_run=False)
+        # the demo's database may hold an earlier demo's cursors: read every company, as a first install does
+        reconciled = run_flow(RECONCILIATION, dry_run=False, full=True)
     print_reconciliation(reconciled, as_json=False)
     typer.echo("")
     typer.echo(f"products in catalog {catalog.version}:")

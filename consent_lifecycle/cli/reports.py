@@ -54,6 +54,13 @@ def print_reconciliation(summary: ReconciliationSummary, as_json: bool) -> None:
         f"{summary.companies} companies, {summary.pulls_read} pulls read, {summary.new} new findings, "
         f"{summary.resolved} resolved"
     )
+    reasons = ", ".join(f"{k} {v}" for k, v in summary.reasons.items()) or "none"
+    typer.echo(
+        f"selection: {summary.selection} ({reasons})"
+        + (f"; {summary.deferred} deferred by the request budget (~{summary.estimated_minutes} min)"
+           if summary.deferred else "")
+        + f"; Codat requests: {summary.codat_requests}"
+    )
     print_table([{"finding": k, "count": v} for k, v in summary.findings.items()], ["finding", "count"])
     typer.echo(
         f"remediation: sync settings set for {summary.sync_settings_set} of {summary.sync_settings_to_set} "

@@ -12,9 +12,10 @@ gets at most ONE reason, the first that applies in `REASONS` order (highest prio
 - `in_flight`: pulls not finished when last read (no `completed`): their outcome is still to be seen;
 - `never_reconciled`: no cursor;
 - `overdue`: the last reconciliation is older than `sweep_days`;
-- `sweep`: a stable hash of the company id picks this night's slice, so every company is read at least
-  once in any `sweep_days` consecutive nights even when nothing above flags it (sync settings edited in
-  the Portal send no event).
+- `sweep`: a stable hash of the company id picks this day's slice (UTC days), so every company is read
+  at least once in any `sweep_days` consecutive days even when nothing above flags it (sync settings
+  edited in the Portal send no event); a company of the slice already reconciled that day is not read
+  again by a later run of the same day.
 
 `within_budget` then keeps the highest-priority companies that fit a run's request budget and defers the
 rest (sweep and overdue first): a deferred company keeps its cursor, so it comes back as overdue.
@@ -135,7 +136,9 @@ def select_companies(inputs: SelectionInputs, now: datetime, sweep_days: int, fu
     assign(ids.isin(inputs.in_flight["company_id"]).to_numpy(), "in_flight")
     assign(reconciled.isna().to_numpy(), "never_reconciled")
     assign((reconciled < now_ts - timedelta(days=sweep_days)).to_numpy(), "overdue")
-    assign(sweep_slice(ids, now, sweep_days), "sweep")
+    # a run more often than nightly (the deployment runs hourly) sweeps the day's slice once
+    day_start = now_ts.normalize()
+    assign(sweep_slice(ids, now, sweep_days) & ~(reconciled >= day_start).to_numpy(), "sweep")
     return _selection(reason)
 
 

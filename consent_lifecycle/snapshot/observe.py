@@ -32,6 +32,8 @@ class Observation:
 
     companies: pd.DataFrame
     connections: pd.DataFrame
+    #: requests sent to Codat for this read (retries included), when known
+    codat_requests: int = 0
 
     @property
     def company_ids(self) -> list[str]:
