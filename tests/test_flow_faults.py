@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
