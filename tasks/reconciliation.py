@@ -18,6 +18,7 @@ from consent_lifecycle.clock import iso
 from consent_lifecycle.codat import CodatClient, CodatError
 from consent_lifecycle.codat.models import SyncSetting
 from consent_lifecycle.reconcile import marks, reconcile, store
+from consent_lifecycle.reconcile.check import Reconciliation
 from consent_lifecycle.reconcile.diff import PULL_COLUMNS, SETTING_COLUMNS
 from consent_lifecycle.reconcile.select import Selection, select_companies, within_budget
 from consent_lifecycle.reconcile.summary import BatchResult, CodatState, Remediation
@@ -141,8 +142,8 @@ def reconcile_batch(
             if window_start is None and window_end is None:
                 store.advance_cursors(db, checked, now, now)
                 marks.clear(db, company_ids, now)  # a company gone at Codat too: nothing left to read
-                if result.needs_remediation:  # cleared by `remediate` once done: a crash before is resumed
-                    marks.mark(db, [(c, "remediation_pending") for c in _remediated(result)], now)
+                # cleared by `remediate` once done: a crash before that is finished by the next run
+                marks.mark(db, [(c, "remediation_pending") for c in _to_remediate(result)], now)
     return BatchResult(result, companies=len(checked), gone_at_codat=len(gone), pulls_read=len(pulls), **stored)
 
 
@@ -188,8 +189,7 @@ async def _set_settings(codat: CodatClient, company_id: str, rows: list[dict[str
     return 1
 
 
-def _remediated(result: BatchResult) -> list[str]:
-    plan = result.reconciliation
+def _to_remediate(plan: Reconciliation) -> list[str]:
     return sorted(set(plan.sync_settings["company_id"]) | set(plan.queue["company_id"]))
 
 
