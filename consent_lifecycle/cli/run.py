@@ -54,6 +54,15 @@ def run_expiry_scan(
     print_scan(run_flow(EXPIRY_SCAN, company_ids=scope, now=at, dry_run=dry_run), as_json)
 
 
+def _at_least_one(value: str) -> int:
+    """Parser (`parser=`) of a whole number >= 1, or exit 2 naming the value."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"not a whole number: {value!r}") from None
+    return within(1)(number)  # type: ignore[return-value]
+
+
 @app.command("reconcile")
 def run_reconcile(
     company: CompaniesOption = None,
@@ -64,12 +73,15 @@ def run_reconcile(
     ] = False,
     sweep_days: Annotated[
         int,
-        typer.Option("--sweep-days", callback=within(1), help="Every company is read at least once in this many nights."),
+        typer.Option(
+            "--sweep-days", parser=_at_least_one, metavar="N",
+            help="Every company is read at least once in this many nights.",
+        ),
     ] = 7,
     budget_minutes: Annotated[
         int,
         typer.Option(
-            "--budget-minutes", callback=within(1),
+            "--budget-minutes", parser=_at_least_one, metavar="MINUTES",
             help="Read what the request cap allows in this many minutes; defer the rest (lowest priorities first).",
         ),
     ] = 60,
