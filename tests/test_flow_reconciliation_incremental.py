@@ -91,7 +91,9 @@ def test_after_a_full_night_the_next_reads_only_what_changed(world):
     with world.http() as http:
         http.post(f"/companies/{rogue}/data/queue/banking-accounts", params={"connectionId": bank["id"]}).raise_for_status()
     world.clock(NIGHT_2)  # the pull completes: the connection's lastSync moves, and no read.completed came
-    asyncio.run(connection_expiry_scan(now=NIGHT_2))  # the listing records lastSync in the snapshot
+    world.clear_requests()
+    scan = asyncio.run(connection_expiry_scan(now=NIGHT_2))  # the listing records lastSync in the snapshot
+    assert scan.codat_requests == world.requests()["total"] > 0
 
     # night 2, incremental: the selection names each change with its reason
     expected = world.selection(NIGHT_2)
