@@ -169,3 +169,45 @@ def test_a_second_run_the_same_day_does_not_sweep_again():
     earlier_today = NOW - timedelta(hours=1)
     data = inputs(ids.tolist(), cursors={c: (earlier_today if c in swept else YESTERDAY) for c in ids})
     assert select_companies(data, NOW, SWEEP, False).company_ids == []
+
+
+def test_selection_inputs_from_the_database(engine):
+    """store.selection_inputs reads what the selection needs (SQLite, and PostgreSQL when configured)."""
+    from sqlalchemy import insert
+
+    from consent_lifecycle.db.models import Company, Connection, ConsentEvent, PullRecord
+    from consent_lifecycle.reconcile import marks
+    from consent_lifecycle.reconcile.store import advance_cursors, selection_inputs
+
+    ids = not_swept(6)
+    gone, marked, consented, lost, flying, new = ids
+    old = NOW - timedelta(days=30)
+    with engine.begin() as db:
+        db.execute(insert(Company), [
+            {"id": c, "name": c, "tags": {}, "redirect": "https://link", "first_seen_at": old, "last_seen_at": old,
+             "deleted_at": NOW if c == gone else None} for c in ids
+        ])
+        db.execute(insert(Connection), [
+            {"id": f"{c}-conn", "company_id": c, "source_type": "Accounting", "platform_name": "Xero",
+             "status": "Linked", "link_url": "https://link", "created_at": old, "first_seen_at": old,
+             "last_seen_at": old, "status_changed_at": old,
+             "last_sync_at": NOW - timedelta(hours=2) if c == lost else old, "last_read_at": None}
+            for c in ids
+        ])
+        db.execute(insert(ConsentEvent), [{
+            "consent_id": "k1", "company_id": consented, "product": "dashboard", "event_type": "granted",
+            "data_types": ["invoices"], "connection_ids": [f"{consented}-conn"], "actor": "customer", "channel": "ui",
+            "at": NOW - timedelta(hours=3), "recorded_at": NOW - timedelta(hours=3),
+        }])
+        db.execute(insert(PullRecord), [{
+            "id": "p1", "company_id": flying, "connection_id": f"{flying}-conn", "data_type": "invoices",
+            "status": "Queued", "requested": YESTERDAY, "completed": None, "seen_at": YESTERDAY,
+        }])
+        advance_cursors(db, [c for c in ids if c != new], YESTERDAY, YESTERDAY)
+        marks.mark(db, [(marked, "failed_pull")], NOW)
+    with engine.connect() as db:
+        selection = select_companies(selection_inputs(db), NOW, SWEEP, False)
+    assert selection.reason_of() == {
+        marked: "failed_pull", consented: "consent_changed", lost: "lost_webhook", flying: "in_flight",
+        new: "never_reconciled",
+    }

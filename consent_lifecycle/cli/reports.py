@@ -41,6 +41,7 @@ def print_scan(summary: ScanSummary, as_json: bool) -> None:
     typer.echo(
         f"notifications: {summary.notifications_planned} due, {summary.notifications_queued or 0} new"
         + (f", delivery {summary.delivery}" if summary.delivery else "")
+        + f"; Codat requests: {summary.codat_requests}"
     )
 
 
