@@ -96,6 +96,19 @@ def test_lost_webhook_is_a_last_sync_past_the_last_read_and_reconciliation_beyon
     assert reasons_of(select_companies(data, NOW, SWEEP, False)) == {lost: "lost_webhook"}
 
 
+def test_lost_webhook_from_the_company_last_sync():
+    lost, read = not_swept(2)
+    synced = NOW - timedelta(hours=3)
+    data = inputs([lost, read], connections=[(lost, synced - timedelta(days=2), synced - timedelta(days=2)),
+                                             (read, synced, synced)])
+    data = SelectionInputs(
+        companies=data.companies.assign(last_sync_at=pd.to_datetime([synced, synced], utc=True)),
+        cursors=data.cursors, marks=data.marks, consent_changes=data.consent_changes,
+        connections=data.connections, in_flight=data.in_flight,
+    )
+    assert reasons_of(select_companies(data, NOW, SWEEP, False)) == {lost: "lost_webhook"}
+
+
 def test_in_flight_never_reconciled_and_overdue():
     flying, new, overdue, fresh = not_swept(4)
     data = inputs(

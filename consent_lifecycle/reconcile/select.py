@@ -8,7 +8,8 @@ gets at most ONE reason, the first that applies in `REASONS` order (highest prio
   `processing_failed`: what events said needs Codat read again);
 - `consent_changed`: a ledger event recorded after the company's last reconciliation;
 - `lost_webhook`: a connection's `lastSync` (from the snapshot the expiry scan keeps) later than both its
-  last `read.completed` (`last_read_at`) and the company's last reconciliation, by more than `GRACE`;
+  last `read.completed` (`last_read_at`) and the company's last reconciliation, by more than `GRACE`; or
+  the company's own `lastSync` later than its connections' latest read event and its last reconciliation;
 - `in_flight`: pulls not finished when last read (no `completed`): their outcome is still to be seen;
 - `never_reconciled`: no cursor;
 - `overdue`: the last reconciliation is older than `sweep_days`;
@@ -55,7 +56,7 @@ _HASH_KEY = "consent-sweep-01"
 @dataclass(frozen=True)
 class SelectionInputs:
     """What the selection reads, one frame each (times are UTC timestamps):
-    companies [company_id] (active ones); cursors [company_id, reconciled_at]; marks [company_id, reasons]
+    companies [company_id, last_sync_at] (active ones; last_sync_at optional); cursors [company_id, reconciled_at]; marks [company_id, reasons]
     (a list of mark reasons); consent_changes [company_id, recorded_at] (the latest ledger event);
     connections [company_id, last_sync_at, last_read_at] (live ones); in_flight [company_id]."""
 
@@ -125,7 +126,13 @@ def select_companies(inputs: SelectionInputs, now: datetime, sweep_days: int, fu
     )
     assign((changed > reconciled).to_numpy(), "consent_changed")
 
-    connections = inputs.connections
+    # each connection's lastSync against its last read event; the company's against its latest read event
+    last_reads = inputs.connections.groupby("company_id")["last_read_at"].max()
+    companies = inputs.companies.reindex(columns=["company_id", "last_sync_at"]).dropna(subset=["last_sync_at"])
+    companies = companies.assign(last_read_at=companies["company_id"].map(last_reads))
+    connections = pd.concat(
+        [inputs.connections[["company_id", "last_sync_at", "last_read_at"]], companies], ignore_index=True
+    )
     read = pd.to_datetime(connections["last_read_at"], utc=True)
     since = pd.to_datetime(connections["company_id"].map(reconciled), utc=True)
     seen = read.where(read.notna() & ~(since > read), since)  # the later of the two (NaT: neither)

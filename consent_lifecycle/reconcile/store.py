@@ -74,7 +74,9 @@ def active_company_ids(db: Db) -> list[str]:
 
 def selection_inputs(db: Db) -> SelectionInputs:
     """What `select_companies` decides from, in six set-based queries (no per-company statement)."""
-    companies = select_frame(db, select(Company.id.label("company_id")).where(Company.deleted_at.is_(None)))
+    companies = select_frame(
+        db, select(Company.id.label("company_id"), Company.last_sync_at).where(Company.deleted_at.is_(None))
+    )
     cursors = select_frame(db, select(ReconcileCursor.company_id, ReconcileCursor.reconciled_at))
     marks = select_frame(db, select(ReconcileMark.company_id, ReconcileMark.reasons))
     changes = select_frame(
@@ -93,7 +95,7 @@ def selection_inputs(db: Db) -> SelectionInputs:
         db, select(PullRecord.company_id).where(PullRecord.completed.is_(None)).distinct()
     )
     return SelectionInputs(
-        companies=companies,
+        companies=_times(companies, ("last_sync_at",)),
         cursors=_times(cursors, ("reconciled_at",)),
         marks=marks,
         consent_changes=_times(changes, ("recorded_at",)),
