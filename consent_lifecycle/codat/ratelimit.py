@@ -55,18 +55,17 @@ class RateLimiter:
         # time.time, not monotonic: the schedule is compared across processes
         with _LOCAL:
             if fcntl is None:  # pragma: no cover
-                return self._take(_LOCAL_NEXT.get(str(self.path), 0.0), lambda at: _LOCAL_NEXT.update({str(self.path): at}))
+                send_at = max(time.time(), _LOCAL_NEXT.get(str(self.path), 0.0))
+                _LOCAL_NEXT[str(self.path)] = send_at + self.interval
+                return send_at - time.time()
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 raw = os.pread(fd, 8, 0)
-                stored = struct.unpack("<d", raw)[0] if len(raw) == 8 else 0.0
-                return self._take(stored, lambda at: os.pwrite(fd, struct.pack("<d", at), 0))
+                scheduled = struct.unpack("<d", raw)[0] if len(raw) == 8 else 0.0
+                now = time.time()
+                send_at = max(now, scheduled)
+                os.pwrite(fd, struct.pack("<d", send_at + self.interval), 0)
+                return send_at - now
             finally:
                 os.close(fd)  # releases the lock
-
-    def _take(self, scheduled: float, store: object) -> float:
-        now = time.time()
-        send_at = max(now, scheduled)
-        store(send_at + self.interval)  # type: ignore[operator]
-        return send_at - now
