@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.registry import FLOWS
+from benchmarks.registry import FLOWS, VARIANTS
 from consent_lifecycle.clock import parse_iso
 
 
@@ -63,12 +63,12 @@ def call_flow(flow: Any, parameters: dict[str, Any], profile: Path | None = None
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._flow_runner", description=__doc__)
-    parser.add_argument("flow", choices=sorted(FLOWS))
+    parser.add_argument("flow", choices=sorted(FLOWS | VARIANTS))
     parser.add_argument("--now", required=True, type=parse_iso, help="ISO 8601 time the flow decides at.")
     parser.add_argument("--profile", type=Path, metavar="PATH", help="write cProfile stats of the call here")
     args = parser.parse_args(argv)
 
-    spec = FLOWS[args.flow]
+    spec = (FLOWS | VARIANTS)[args.flow]
     flow = spec.load()
     cpu = cpu_seconds()
     state, wall = call_flow(flow, spec.parameters(args.now), args.profile)
@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpu_seconds": cpu,
         "peak_rss_mb": peak_rss_mb(),
         "worker_peak_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN),
-        "summary": summary,
+        # the summary dataclasses' own dict (json's default=str would make them one string)
+        "summary": summary.as_dict() if hasattr(summary, "as_dict") else summary,
     }
     sys.stdout.write(json.dumps(record, default=str) + "\n")
     return 0

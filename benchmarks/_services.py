@@ -43,6 +43,7 @@ OWNED_CONSENT_VARIABLES = (
     "CONSENT_NOTIFY_WEBHOOK_SECRET",
     "CONSENT_NOTIFY_FILE",
     "CONSENT_TASK_PROCESSES",
+    "CONSENT_CODAT_MAX_REQUESTS_PER_MINUTE",
 )
 
 
@@ -95,6 +96,8 @@ class SizeSetup:
             "CONSENT_CODAT_API_KEY": self.api_key,
             "CONSENT_NOTIFY_FILE": str(self.directory / "notifications.jsonl"),
             "CONSENT_TASK_PROCESSES": str(self.task_processes),
+            # the sandbox is not Codat: the benchmarks measure the flows, not the flows' own request cap
+            "CONSENT_CODAT_MAX_REQUESTS_PER_MINUTE": "0",
         }
 
 

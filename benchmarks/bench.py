@@ -290,7 +290,7 @@ class Cycle:
             sandbox_requests=counters["total"],
             sandbox_requests_not_2xx=not_2xx(counters),
             sandbox_requests_by_route=counters["counts"],
-            outcome=outcome(record["summary"]),
+            outcome=outcome(Fields(record["summary"])),
             summary=record["summary"],
             profile=profile_top(stats) if stats else None,
         )
@@ -305,6 +305,14 @@ class Cycle:
         result["sandbox_requests"] = self.admin.requests()["total"]
         say(f"  raw paging: {result['wall_seconds']:.2f} s for {result['requests']} requests")
         return result
+
+
+class Fields(dict):
+    """A flow summary read back from JSON, its keys as attributes (what the registry's outcomes read); a key
+    the summary left out (e.g. ScanSummary's None fields) reads as None."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
 
 
 def not_2xx(counters: dict[str, Any]) -> int:

@@ -55,12 +55,17 @@ def _expiry_scan_rerun_outcome(summary: Summary) -> str:
 
 
 def _reconciliation_parameters(now: datetime) -> dict[str, Any]:
-    return {"now": now, "dry_run": False}
+    return {"now": now, "dry_run": False}  # incremental: on night 1 every company is never_reconciled
+
+
+def _full_reconciliation_parameters(now: datetime) -> dict[str, Any]:
+    return {"now": now, "dry_run": False, "full": True}
 
 
 def _reconciliation_outcome(summary: Summary) -> str:
     findings = sum(summary.findings.values())
     return (
+        f"{summary.selection}: {summary.companies} companies, {summary.codat_requests} requests, "
         f"{summary.pulls_read} pulls read, {findings} findings, "
         f"{summary.sync_settings_set} settings set, {summary.pulls_queued} pulls queued, "
         f"{summary.deletion_items_opened} deletion items"
@@ -102,6 +107,16 @@ FLOWS: dict[str, FlowSpec] = {
             needs_consents=True,
         ),
     )
+}
+#: flows the nightly cycle does not run by default, that other benchmarks name (benchmarks.incremental_bench)
+VARIANTS: dict[str, FlowSpec] = {
+    "consent-reconciliation-full": FlowSpec(
+        name="consent-reconciliation-full",
+        entrypoint="flows.consent_reconciliation:consent_reconciliation",
+        parameters=_full_reconciliation_parameters,
+        outcome=_reconciliation_outcome,
+        needs_consents=True,
+    ),
 }
 #: the flow that writes the snapshot the ledger needs (a grant refuses a company not in the snapshot)
 SNAPSHOT_FLOW = "connection-expiry-scan"

@@ -24,6 +24,12 @@ class Settings(BaseSettings):
         "CONSENT_CODAT_API_KEY is not set",
     )
     codat_max_concurrency: int = Field(10, ge=1, le=200, description="bound on concurrent Codat requests")
+    codat_max_requests_per_minute: int = Field(
+        500,
+        ge=0,
+        description="the flows' own cap on Codat requests a minute (retries included), shared by the threads and "
+        "processes of a machine; Codat's limit is shared with the client's products. 0: no cap",
+    )
     codat_timeout_seconds: float = Field(30.0, gt=0, description="per-request timeout")
     catalog: Path | None = Field(None, description="product catalog TOML; default: the shipped catalog")
     notify_webhook_url: str | None = Field(None, description="POST notifications here (signed); else a file")

@@ -49,12 +49,12 @@ async def codat_events(now: datetime | None = None, batch_size: int = 2000) -> E
     for companies in batched(violators, RECONCILE_BATCH):
         state = fetch_codat_state.submit(companies, None, None).result()
         result = reconcile_batch(companies, state, now, None, None, False)
-        requests += 2 * len(companies)  # sync settings and the first page of pull history, per company
+        requests += state.requests_sent  # counted by the client: every page and retry
         if result.needs_remediation:
             remediation = remediate.submit(
-                companies, result.reconciliation.sync_settings, result.reconciliation.queue
+                companies, result.reconciliation.sync_settings, result.reconciliation.queue, now
             ).result()
-            requests += remediation.sync_settings_set + remediation.pulls_queued
+            requests += remediation.codat_requests
     summary = EventsSummary.of(iso(now), batches, reconciled_at_once=violators, codat_requests=requests)
     await create_markdown_artifact(key="codat-events-summary", markdown=summary.markdown())
     return summary

@@ -55,6 +55,8 @@ async def connection_expiry_scan(
     # Codat's error, here)
     scanned = BatchScan.combine([batch.result() for batch in batches])
     summary = ScanSummary.of(scanned, as_of=iso(now), dry_run=dry_run)
+    if not company_ids:  # and the one request (a one-company page) that counted the pages
+        summary = summary.with_(codat_requests=summary.codat_requests + 1)
     delivery = None
     if not dry_run:
         summary = summary.with_(notifications_queued=queue_notifications(scanned.planned, now))
@@ -93,7 +95,7 @@ async def _summary_artifact(summary: ScanSummary) -> None:
     lines += ["| class | connections |", "|---|---|"] + [
         f"| {k} | {v} |" for k, v in summary.classes.items()
     ]
-    lines += ["", f"Notifications planned: {summary.notifications_planned}"]
+    lines += ["", f"Notifications planned: {summary.notifications_planned}; Codat requests: {summary.codat_requests}"]
     if summary.notifications_queued is not None:
         lines.append(f"Queued: {summary.notifications_queued}; delivery: {summary.delivery}")
     await create_markdown_artifact(key="expiry-summary", markdown="\n".join(lines))

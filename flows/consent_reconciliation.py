@@ -1,6 +1,11 @@
 """consent-reconciliation: what Codat is set to pull and did pull, and what products read, against consent.
 
-Companies (from the snapshot the expiry scan keeps, or `company_ids`) go in batches: one task reads a
+Which companies: `company_ids` when named; every active company for a past window; otherwise tonight's
+selection (consent_lifecycle.reconcile.select): companies marked by events, whose consent changed, whose
+`lastSync` moved without its webhook, with pulls in flight, never or long ago reconciled, and a rotating
+sweep slice so each is read at least every `sweep_days`; `full` reads every company. A selection the
+request cap (CONSENT_CODAT_MAX_REQUESTS_PER_MINUTE) cannot read within `budget_minutes` is cut, lowest
+priorities deferred, and the summary says so. Companies go in batches: one task reads a
 batch's sync settings and pull history from Codat, one diffs it against the ledger in one transaction
 (consent as of each pull's and read's own time) and stores findings, one remediates at Codat: sync
 settings cut or widened to exactly the entitled types, missing pulls queued. `window_start`/`window_end`
@@ -25,9 +30,21 @@ from prefect.runtime import flow_run
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import iso, utcnow
-from consent_lifecycle.reconcile.summary import BatchReport, ReconciliationSummary, Remediation
+from consent_lifecycle.reconcile.select import Selection
+from consent_lifecycle.reconcile.summary import (
+    BatchReport,
+    ReconciliationSummary,
+    Remediation,
+    requests_by_reason,
+)
 from flows.task_runner import task_runner
-from tasks.reconciliation import fetch_codat_state, list_companies, reconcile_batch, remediate
+from tasks.reconciliation import (
+    fetch_codat_state,
+    list_companies,
+    reconcile_batch,
+    remediate,
+    select_for_tonight,
+)
 
 #: rows in each table artifact
 REPORT_ROWS = 1000
@@ -55,16 +72,23 @@ async def consent_reconciliation(
     now: datetime | None = None,
     dry_run: bool = False,
     batch_size: int = 2000,
+    full: bool = False,
+    sweep_days: int = 7,
+    budget_minutes: float = 60.0,
 ) -> ReconciliationSummary:
     now = now or utcnow()
     if window_start and window_end and window_start >= window_end:
         raise ValueError(f"window_start {iso(window_start)} is not before window_end {iso(window_end)}")
-    batches = batched(list_companies(company_ids), batch_size)
+    if sweep_days < 1:
+        raise ValueError(f"sweep_days must be at least 1, got {sweep_days}")
+    mode, selection = _select(company_ids, window_start or window_end, now, sweep_days, full, budget_minutes)
+    batches = batched(selection.company_ids, batch_size)
     progress = await create_progress_artifact(
         0.0, key="reconciliation-progress", description="Batches reconciled"
     )
     reports: list[BatchReport] = []
     remediations: list[Remediation] = []
+    requests: list[dict[str, int]] = []  # Codat requests of each fetch, by company
     # a pipeline on the task runner: the next FETCHES_AHEAD batches' Codat state is read while this one is
     # reconciled, and a batch is remediated at Codat while the next are read and reconciled. The fetches
     # are the longest step (on a steady night nearly all of the run): two in flight keep both cores busy.
@@ -76,21 +100,40 @@ async def consent_reconciliation(
         if (following := done - 1 + FETCHES_AHEAD) < len(batches):
             fetching.append(fetch_codat_state.submit(batches[following], window_start, window_end))
         result = reconcile_batch(batch, state, now, window_start, window_end, dry_run)
+        requests.append(state.requests)
         del state
         if remediating is not None:
             remediations.append(remediating.result())
             remediating = None
         if not dry_run and result.needs_remediation:
-            remediating = remediate.submit(batch, result.reconciliation.sync_settings, result.reconciliation.queue)
+            remediating = remediate.submit(batch, result.reconciliation.sync_settings, result.reconciliation.queue, now)
         reports.append(result.report(REPORT_ROWS))
         await update_progress_artifact(progress, 100.0 * done / len(batches))
     if remediating is not None:
         remediations.append(remediating.result())
     summary = ReconciliationSummary.combine(
-        reports, remediations, now=now, window_start=window_start, window_end=window_end, dry_run=dry_run
+        reports, remediations, now=now, window_start=window_start, window_end=window_end, dry_run=dry_run,
+        selection=mode, reasons=selection.reasons, deferred=selection.deferred,
+        estimated_minutes=selection.estimated_minutes,
+        codat_requests=sum(sum(r.values()) for r in requests) + sum(r.codat_requests for r in remediations),
+        codat_requests_by_reason=requests_by_reason(
+            requests + [r.requests for r in remediations], selection.reason_of(), mode
+        ),
     )
     await _report(reports, summary)
     return summary
+
+
+def _select(
+    company_ids: list[str] | None, window: datetime | None, now: datetime, sweep_days: int, full: bool,
+    budget_minutes: float,
+) -> tuple[str, Selection]:
+    """Named companies, every company (a past window), or tonight's selection (incremental, or full)."""
+    if company_ids or window:
+        mode = "named" if company_ids else "window"
+        ids = list_companies(company_ids)
+        return mode, Selection(pd.DataFrame({"company_id": ids, "reason": mode}, columns=["company_id", "reason"]))
+    return ("full" if full else "incremental"), select_for_tonight(now, sweep_days, full, budget_minutes)
 
 
 async def _report(results: list[BatchReport], summary: ReconciliationSummary) -> None:
@@ -133,6 +176,14 @@ async def _report(results: list[BatchReport], summary: ReconciliationSummary) ->
         lines += [f"Window: {summary.window_start or 'start'} to {summary.window_end or 'now'}", ""]
     lines += ["| finding | count |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary.findings.items()]
     lines += [
+        "",
+        f"Selection: {summary.selection}; companies by reason: "
+        + (", ".join(f"{k} {v}" for k, v in summary.reasons.items()) or "none")
+        + (f"; deferred by the request budget: {summary.deferred} (estimated {summary.estimated_minutes} min)"
+           if summary.deferred else ""),
+        "",
+        f"Codat requests: {summary.codat_requests} ("
+        + (", ".join(f"{k} {v}" for k, v in summary.codat_requests_by_reason.items()) or "none") + ")",
         "",
         f"Companies checked: {summary.companies}; pulls read: {summary.pulls_read}",
         (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -31,7 +32,7 @@ async def fetch_company_pages(pages: list[int], page_size: int) -> Observation:
     """Companies, with their connections, on `pages`, fetched concurrently within the client's bound."""
     async with codat_client() as codat:
         fetched = await asyncio.gather(*(codat.get_companies_page(n, page_size=page_size) for n in pages))
-    return observe(company for page in fetched for company in page.results)
+    return replace(observe(company for page in fetched for company in page.results), codat_requests=codat.requests_sent)
 
 
 @task(cache_policy=NO_CACHE)
@@ -39,4 +40,4 @@ async def fetch_companies(company_ids: list[str]) -> Observation:
     """Named companies, with their connections (one request each, concurrently)."""
     async with codat_client() as codat:
         companies = await asyncio.gather(*(codat.get_company(company_id) for company_id in company_ids))
-    return observe(companies)
+    return replace(observe(companies), codat_requests=codat.requests_sent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ BATCH = 500
 def _scan(observation: Observation, now: datetime, dry_run: bool, catalog: Catalog) -> BatchScan:
     """Upsert one observation (unless `dry_run`) in one transaction, classify it at `now`, plan its notices."""
     change, scanned = store.scan_observation(engine(), observation, now, dry_run=dry_run)
-    return BatchScan.of(change.as_dict(), classify(scanned, catalog, now), now)
+    return BatchScan.of(change.as_dict(), classify(scanned, catalog, now), now, observation.codat_requests)
 
 
 @task(cache_policy=NO_CACHE)
@@ -52,7 +53,9 @@ async def scan_pages(pages: list[int], page_size: int, now: datetime, dry_run: b
             observation = await asyncio.to_thread(observe_dicts, companies)
             del companies  # the page's dicts: only its frames are kept while it is written
             scanned[number] = await asyncio.to_thread(_scan, observation, now, dry_run, catalog)
-    return BatchScan.combine([scanned[number] for number in sorted(scanned)])
+        requests = codat.requests_sent
+    combined = BatchScan.combine([scanned[number] for number in sorted(scanned)])
+    return replace(combined, codat_requests=requests)
 
 
 @task(cache_policy=NO_CACHE)

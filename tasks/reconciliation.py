@@ -17,9 +17,11 @@ from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.clock import iso
 from consent_lifecycle.codat import CodatClient, CodatError
 from consent_lifecycle.codat.models import SyncSetting
-from consent_lifecycle.reconcile import reconcile, store
+from consent_lifecycle.reconcile import marks, reconcile, store
+from consent_lifecycle.reconcile.check import Reconciliation
 from consent_lifecycle.reconcile.diff import PULL_COLUMNS, SETTING_COLUMNS
-from consent_lifecycle.reconcile.summary import BatchResult, Remediation
+from consent_lifecycle.reconcile.select import Selection, select_companies, within_budget
+from consent_lifecycle.reconcile.summary import BatchResult, CodatState, Remediation
 from tasks.resources import codat_client, engine, settings
 
 #: pulls are re-read from this long before the cursor, so one still running at the last read is seen finished
@@ -35,6 +37,16 @@ def list_companies(company_ids: list[str] | None) -> list[str]:
         return store.active_company_ids(db)
 
 
+@task(cache_policy=NO_CACHE)
+def select_for_tonight(now: datetime, sweep_days: int, full: bool, budget_minutes: float) -> Selection:
+    """The companies tonight's incremental (or `full`) reconciliation reads, each with its reason, cut to
+    what the request cap lets it read in `budget_minutes` (see consent_lifecycle.reconcile.select)."""
+    with engine().connect() as db:
+        inputs = store.selection_inputs(db)
+    selection = select_companies(inputs, now, sweep_days, full)
+    return within_budget(selection, settings().codat_max_requests_per_minute, budget_minutes)
+
+
 def _batch_name() -> str:
     ids = task_run.parameters["company_ids"]
     return f"{task_run.task_name}-{len(ids)}-from-{ids[0][:8]}" if ids else task_run.task_name
@@ -43,9 +55,10 @@ def _batch_name() -> str:
 @task(cache_policy=NO_CACHE, task_run_name=_batch_name)
 async def fetch_codat_state(
     company_ids: list[str], window_start: datetime | None, window_end: datetime | None
-) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+) -> CodatState:
     """Sync settings and pull history (from the window's start, else from each company's cursor) of a batch,
-    concurrently within the client's bound; companies Codat no longer has are returned apart."""
+    concurrently within the client's bound; companies Codat no longer has are returned apart, and the
+    requests it took (retries included) by company."""
     with engine().connect() as db:
         since = {} if window_start is not None else store.cursors(db, company_ids)
     async with codat_client() as codat:
@@ -58,7 +71,10 @@ async def fetch_codat_state(
     pulls = pd.DataFrame.from_records(pull_rows, columns=PULL_COLUMNS)
     for column in ("requested", "completed"):
         pulls[column] = pd.to_datetime(pulls[column], utc=True)
-    return pd.DataFrame.from_records(settings_rows, columns=SETTING_COLUMNS), pulls, gone
+    return CodatState(
+        pd.DataFrame.from_records(settings_rows, columns=SETTING_COLUMNS), pulls, gone,
+        requests=dict(codat.requests_by_company), requests_sent=codat.requests_sent,
+    )
 
 
 async def _company_state(
@@ -103,15 +119,16 @@ async def _company_state(
 @task(cache_policy=NO_CACHE, task_run_name=_batch_name)
 def reconcile_batch(
     company_ids: list[str],
-    codat_state: tuple[pd.DataFrame, pd.DataFrame, list[str]],
+    codat_state: CodatState,
     now: datetime,
     window_start: datetime | None,
     window_end: datetime | None,
     dry_run: bool,
 ) -> BatchResult:
     """Diff one batch against consent in one transaction: findings stored, deletion items opened, pulls and
-    cursors recorded (unless `dry_run`); returns the counts and what to remediate at Codat."""
-    sync_settings, pulls, gone = codat_state
+    cursors recorded and the batch's reconcile marks cleared (unless `dry_run`, or a past window); returns the
+    counts and what to remediate at Codat."""
+    sync_settings, pulls, gone = codat_state.settings, codat_state.pulls, codat_state.gone
     checked = [c for c in company_ids if c not in set(gone)]
     stored: dict[str, int] = {}
     with engine().begin() as db:
@@ -124,13 +141,19 @@ def reconcile_batch(
             stored["deletion_items_opened"] = store.open_deletions(db, result.deletions, now)
             if window_start is None and window_end is None:
                 store.advance_cursors(db, checked, now, now)
+                marks.clear(db, company_ids, now)  # a company gone at Codat too: nothing left to read
+                # cleared by `remediate` once done: a crash before that is finished by the next run
+                marks.mark(db, [(c, "remediation_pending") for c in _to_remediate(result)], now)
     return BatchResult(result, companies=len(checked), gone_at_codat=len(gone), pulls_read=len(pulls), **stored)
 
 
 @task(cache_policy=NO_CACHE, task_run_name=_batch_name)
-async def remediate(company_ids: list[str], sync_settings: pd.DataFrame, queue: pd.DataFrame) -> Remediation:
+async def remediate(
+    company_ids: list[str], sync_settings: pd.DataFrame, queue: pd.DataFrame, now: datetime | None = None
+) -> Remediation:
     """Set each listed company's sync settings to exactly its entitled types, and queue each missing pull
-    (a pull Codat says is already in progress counts as queued: one in flight per connection and type)."""
+    (a pull Codat says is already in progress counts as queued: one in flight per connection and type);
+    once all is done, clear the `remediation_pending` marks `reconcile_batch` left at `now` (if given)."""
     # each company's rows in their order, by company id (one sort and one pass, not a frame per company)
     rows = sync_settings.sort_values("company_id", kind="stable").to_dict("records")
     by_company = [(c, list(group)) for c, group in groupby(rows, key=itemgetter("company_id"))]
@@ -142,7 +165,13 @@ async def remediate(company_ids: list[str], sync_settings: pd.DataFrame, queue: 
                 for row in queue.to_dict("records")
             )
         )
-    return Remediation(sync_settings_set=sum(settings_done), pulls_queued=sum(queued))
+    if now is not None:
+        with engine().begin() as db:
+            marks.unmark(db, sorted(set(sync_settings["company_id"]) | set(queue["company_id"])), "remediation_pending", now)
+    return Remediation(
+        sync_settings_set=sum(settings_done), pulls_queued=sum(queued), codat_requests=codat.requests_sent,
+        requests=dict(codat.requests_by_company),
+    )
 
 
 async def _set_settings(codat: CodatClient, company_id: str, rows: list[dict[str, Any]]) -> int:
@@ -158,6 +187,10 @@ async def _set_settings(codat: CodatClient, company_id: str, rows: list[dict[str
     ]
     await codat.set_sync_settings(company_id, settings_list, overrides_defaults=True)
     return 1
+
+
+def _to_remediate(plan: Reconciliation) -> list[str]:
+    return sorted(set(plan.sync_settings["company_id"]) | set(plan.queue["company_id"]))
 
 
 def _minus(moment: datetime | None) -> datetime | None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# the flows' own cap on Codat requests (500 a minute by default) is off in tests: the sandbox is not Codat.
+# Its own test sets a cap on the client it builds.
+os.environ["CONSENT_CODAT_MAX_REQUESTS_PER_MINUTE"] = "0"
 
 pytest_plugins = [
     "tests.fixtures_prefect",

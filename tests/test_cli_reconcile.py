@@ -111,6 +111,21 @@ def test_run_reconcile_and_access_commands(consent, fresh_sandbox):
     assert finding["key"] == f"product_read_outside_consent:{read['id']}"
 
 
+def test_run_reconcile_full_then_incremental(consent):
+    full = json.loads(consent("run", "reconcile", "--full", "--now", SANDBOX_NOW_ISO, "--json").stdout)
+    assert full["selection"] == "full" and full["reasons"] == {"full": full["companies"]} and full["companies"] > 0
+    assert full["codat_requests"] >= 2 * full["companies"] and full["deferred"] == 0
+    assert sum(full["codat_requests_by_reason"].values()) == full["codat_requests"]
+    # an hour later, the same day: nothing changed, nothing due; no sweep again the same day
+    later = consent("run", "reconcile", "--sweep-days", "3", "--now", "2026-11-01T13:00:00Z", "--json").stdout
+    incremental = json.loads(later)
+    assert incremental["selection"] == "incremental"
+    assert set(incremental["reasons"]) <= {"in_flight", "remediation_pending"}, incremental["reasons"]
+    assert incremental["companies"] < full["companies"]
+    text = consent("run", "reconcile", "--now", "2026-11-01T13:30:00Z").stdout
+    assert "selection: incremental" in text and "Codat requests:" in text
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -118,6 +133,12 @@ def test_run_reconcile_and_access_commands(consent, fresh_sandbox):
          "--start 2026-11-02T00:00:00Z is not before --end"),
         (("backfill", "reconcile", "--start", "yesterday", "--end", "2026-11-01T00:00:00Z"), "'yesterday'"),
         (("run", "reconcile", "--company", "not-a-uuid"), "'not-a-uuid'"),
+        (("run", "reconcile", "--sweep-days", "0"), "0 is not in the range >= 1"),
+        (("run", "reconcile", "--sweep-days", "-3"), "-3 is not in the range >= 1"),
+        (("run", "reconcile", "--sweep-days", "weekly"), "'weekly'"),
+        (("run", "reconcile", "--budget-minutes", "0"), "0 is not in the range >= 1"),
+        (("run", "reconcile", "--full", "--company", "9f6f1d6e-0000-4000-8000-000000000000"),
+         "--full reads every company"),
         (("findings", "list", "--kind", "typo"), "'typo'"),
         (("access", "record", "--product", "payroll", "--company", "9f6f1d6e-0000-4000-8000-000000000000",
           "--data-type", "invoices"), "'payroll'"),

@@ -214,5 +214,6 @@ def test_reconciliation_killed_at_a_random_point_the_next_run_queues_each_pull_o
         missing = {tuple(f["key"].split(":")[1:]) for f in list_findings(db, kind="missing_pull")}
     assert missing == set(queued)
     # nothing lost: the sync settings at Codat are exactly the entitled types, and no pull is left to queue
-    after = asyncio.run(consent_reconciliation(now=RECONCILE_NEXT, dry_run=True))
+    # (every company read: the incremental rerun read those the killed run had not finished, and no other)
+    after = asyncio.run(consent_reconciliation(now=RECONCILE_NEXT, dry_run=True, full=True))
     assert after.sync_settings_to_set == 0 and after.pulls_to_queue == 0, after

@@ -44,7 +44,10 @@ def demo(
     config = SandboxConfig(api_key=key, companies=companies, seed=seed)
     with (
         running_sandbox(config) as sandbox,
-        _environment(CONSENT_CODAT_BASE_URL=sandbox.base_url, CONSENT_CODAT_API_KEY=key),
+        # the in-process sandbox is not Codat: no share of a real rate limit to keep to
+        _environment(
+            CONSENT_CODAT_BASE_URL=sandbox.base_url, CONSENT_CODAT_API_KEY=key, CONSENT_CODAT_MAX_REQUESTS_PER_MINUTE="0"
+        ),
     ):
         configured = settings()
         typer.echo(f"sandbox at {sandbox.base_url}: {companies} companies (seed {seed})")
@@ -56,7 +59,8 @@ def demo(
         typer.echo("")
         granted = _demo_consents(catalog, sandbox)
         typer.echo(f"consents recorded from the companies' Codat products: {granted}")
-        reconciled = run_flow(RECONCILIATION, dry_run=False)
+        # the demo's database may hold an earlier demo's cursors: read every company, as a first install does
+        reconciled = run_flow(RECONCILIATION, dry_run=False, full=True)
     print_reconciliation(reconciled, as_json=False)
     typer.echo("")
     typer.echo(f"products in catalog {catalog.version}:")

@@ -41,6 +41,7 @@ def print_scan(summary: ScanSummary, as_json: bool) -> None:
     typer.echo(
         f"notifications: {summary.notifications_planned} due, {summary.notifications_queued or 0} new"
         + (f", delivery {summary.delivery}" if summary.delivery else "")
+        + f"; Codat requests: {summary.codat_requests}"
     )
 
 
@@ -53,6 +54,13 @@ def print_reconciliation(summary: ReconciliationSummary, as_json: bool) -> None:
         f"reconciliation as of {summary.as_of}{' (dry run)' if summary.dry_run else ''}: "
         f"{summary.companies} companies, {summary.pulls_read} pulls read, {summary.new} new findings, "
         f"{summary.resolved} resolved"
+    )
+    reasons = ", ".join(f"{k} {v}" for k, v in summary.reasons.items()) or "none"
+    typer.echo(
+        f"selection: {summary.selection} ({reasons})"
+        + (f"; {summary.deferred} deferred by the request budget (~{summary.estimated_minutes} min)"
+           if summary.deferred else "")
+        + f"; Codat requests: {summary.codat_requests}"
     )
     print_table([{"finding": k, "count": v} for k, v in summary.findings.items()], ["finding", "count"])
     typer.echo(

@@ -54,17 +54,50 @@ def run_expiry_scan(
     print_scan(run_flow(EXPIRY_SCAN, company_ids=scope, now=at, dry_run=dry_run), as_json)
 
 
+def _at_least_one(value: str) -> int:
+    """Parser (`parser=`) of a whole number >= 1, or exit 2 naming the value."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"not a whole number: {value!r}") from None
+    return within(1)(number)  # type: ignore[return-value]
+
+
 @app.command("reconcile")
 def run_reconcile(
     company: CompaniesOption = None,
     now: NowOption = None,
     dry_run: DryRunOption = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Read every company (a first install, or on demand), not tonight's selection.")
+    ] = False,
+    sweep_days: Annotated[
+        int,
+        typer.Option(
+            "--sweep-days", parser=_at_least_one, metavar="N",
+            help="Every company is read at least once in this many nights.",
+        ),
+    ] = 7,
+    budget_minutes: Annotated[
+        int,
+        typer.Option(
+            "--budget-minutes", parser=_at_least_one, metavar="MINUTES",
+            help="Read what the request cap allows in this many minutes; defer the rest (lowest priorities first).",
+        ),
+    ] = 60,
     as_json: JsonOption = False,
 ) -> None:
-    """Flow consent-reconciliation: sync settings, pulls and reads against consent; fix the difference."""
+    """Flow consent-reconciliation: sync settings, pulls and reads against consent; fix the difference.
+    Without --company: the companies that changed or are due (incremental), or every company with --full."""
+    if full and company:
+        raise fail("--full reads every company: leave out --company, or --full")
     scope = company_ids(company)
     at = iso_time(now)
-    print_reconciliation(run_flow(RECONCILIATION, company_ids=scope, now=at, dry_run=dry_run), as_json)
+    summary = run_flow(
+        RECONCILIATION, company_ids=scope, now=at, dry_run=dry_run, full=full, sweep_days=sweep_days,
+        budget_minutes=budget_minutes,
+    )
+    print_reconciliation(summary, as_json)
 
 
 @app.command("retention")

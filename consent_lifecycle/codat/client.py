@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
@@ -31,6 +32,7 @@ from consent_lifecycle.codat.models import (
     PullOperation,
     SyncSetting,
 )
+from consent_lifecycle.codat.ratelimit import RateLimiter, default_path
 from consent_lifecycle.codat.responses import (
     check_page,
     company_dicts,
@@ -61,6 +63,11 @@ class CodatClient:
 
     Use as `async with CodatClient(...) as codat:`. `max_concurrency` bounds requests in flight across all
     callers of this client (Codat allows 10 concurrent per company); waits between retries hold no slot.
+    `max_requests_per_minute` (0: no cap) spaces every request sent, retries included, on a schedule shared
+    by every client of this machine with the same `rate_path` (default: one per base URL; see
+    `consent_lifecycle.codat.ratelimit`: threads and processes of one machine share it, machines do not).
+    `requests_sent` counts the HTTP requests this client sent (retries included), `requests_by_company`
+    the same by the company id in their path.
     """
 
     def __init__(
@@ -74,6 +81,8 @@ class CodatClient:
         page_size: int = MAX_PAGE_SIZE,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        max_requests_per_minute: int = 0,
+        rate_path: str | None = None,
     ) -> None:
         if not isinstance(api_key, SecretStr):
             api_key = SecretStr(api_key)
@@ -86,6 +95,9 @@ class CodatClient:
         self.retry = retry or RetryPolicy()
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(max_concurrency)
+        self.limiter = RateLimiter(max_requests_per_minute, rate_path or default_path(self.base_url))
+        self.requests_sent = 0
+        self.requests_by_company: Counter[str] = Counter()
         #: monotonic time before which no request is sent: Codat answered 429 with Retry-After
         self._resume_at = 0.0
         # what `verify=True` builds for each client (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), built once
@@ -120,7 +132,11 @@ class CodatClient:
     def from_settings(cls, settings: Any, **overrides: Any) -> CodatClient:
         if settings.codat_api_key is None:
             raise ValueError("CONSENT_CODAT_API_KEY is not set")
-        options = {"max_concurrency": settings.codat_max_concurrency, "timeout": settings.codat_timeout_seconds}
+        options = {
+            "max_concurrency": settings.codat_max_concurrency,
+            "timeout": settings.codat_timeout_seconds,
+            "max_requests_per_minute": settings.codat_max_requests_per_minute,
+        }
         return cls(settings.codat_base_url, settings.codat_api_key, **(options | overrides))
 
     def __repr__(self) -> str:
@@ -165,9 +181,12 @@ class CodatClient:
             retry_after: float | None = None
             if (paused := self._resume_at - time.monotonic()) > 0:
                 await asyncio.sleep(paused)
+            if (spaced := self.limiter.reserve()) > 0:
+                await asyncio.sleep(spaced)
             try:
                 async with self._slots:
                     http = self._free.pop()
+                    self._count(path)
                     try:
                         response = await http.request(method, path, params=params, json=json)
                     finally:
@@ -209,6 +228,12 @@ class CodatClient:
                 method, path, last_error.status_code or last_error.error, tries, wait,
             )
             await asyncio.sleep(wait)
+
+    def _count(self, path: str) -> None:
+        self.requests_sent += 1
+        parts = path.split("/", 3)  # "", "companies", id, rest
+        if len(parts) > 2 and parts[1] == "companies" and parts[2]:
+            self.requests_by_company[parts[2]] += 1
 
     async def _get(self, path: str, model: type[M], params: Mapping[str, Any] | None = None) -> M:
         response = await self.request("GET", path, params=params)

@@ -93,6 +93,8 @@ class Company(Base):
     redirect: Mapped[str] = mapped_column(Text)
     #: Codat's `created` (optional in the spec)
     created_at: Mapped[datetime | None]
+    #: Codat's `lastSync` as the last listing saw it (the incremental reconciliation's change detector)
+    last_sync_at: Mapped[datetime | None]
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]

@@ -34,15 +34,20 @@ class BatchScan:
     classes: dict[str, int]
     planned: pd.DataFrame
     attention: pd.DataFrame
+    #: requests sent to Codat to read the batch (retries included)
+    codat_requests: int = 0
 
     @classmethod
-    def of(cls, change: dict[str, int], classified: pd.DataFrame, now: datetime) -> BatchScan:
+    def of(
+        cls, change: dict[str, int], classified: pd.DataFrame, now: datetime, codat_requests: int = 0
+    ) -> BatchScan:
         """A batch's scan from its snapshot change and its connections classified at `now`."""
         return cls(
             change=change,
             classes=class_counts(classified),
             planned=plan_notifications(classified, now),
             attention=attention_table(classified, REPORT_LIMIT),
+            codat_requests=codat_requests,
         )
 
     @classmethod
@@ -59,6 +64,7 @@ class BatchScan:
                 if attention
                 else pd.DataFrame(columns=REPORT_COLUMNS)
             ),
+            codat_requests=sum(part.codat_requests for part in parts),
         )
 
 
@@ -79,6 +85,8 @@ class ScanSummary:
     notifications_queued: int | None = None
     delivery: dict[str, int] | None = None
     retired_companies: int | None = None
+    #: requests sent to Codat (retries included)
+    codat_requests: int = 0
 
     @classmethod
     def of(cls, scanned: BatchScan, *, as_of: str, dry_run: bool) -> ScanSummary:
@@ -86,7 +94,7 @@ class ScanSummary:
         return cls(
             as_of=as_of, dry_run=dry_run, notifications_planned=len(scanned.planned),
             companies=change["companies"], new=change["new"], changed=change["changed"],
-            vanished=change["vanished"], classes=scanned.classes,
+            vanished=change["vanished"], classes=scanned.classes, codat_requests=scanned.codat_requests,
         )
 
     def with_(self, **values: Any) -> ScanSummary:

@@ -21,6 +21,9 @@ from consent_lifecycle.db.models import ReconcileMark
 #: why a company is marked (the names the summaries count by)
 REASONS = (
     "violation",
+    # the reconciliation committed its findings but its remediation at Codat has not finished (a crash, a
+    # failure): the next run reads the company again and finishes it
+    "remediation_pending",
     "failed_pull",
     "connection_change",
     "company_change",
@@ -69,3 +72,19 @@ def clear(db: Db, company_ids: Sequence[str], reconciled_at: datetime) -> int:
         statement = delete(table).where(table.c.company_id.in_(ids), table.c.marked_at <= reconciled_at)
         cleared += db.execute(statement).rowcount
     return cleared
+
+
+def unmark(db: Db, company_ids: Sequence[str], reason: str, at: datetime) -> int:
+    """Take `reason` off the marks of `company_ids` made at or before `at` (a mark left with no reason is
+    deleted); returns how many marks changed."""
+    table = ReconcileMark.__table__
+    query = select(table.c.company_id, table.c.reasons).where(table.c.marked_at <= at)
+    rows = select_rows(db, query, table.c.company_id, company_ids)
+    changed = [(c, [r for r in reasons or () if r != reason]) for c, reasons in rows if reason in (reasons or ())]
+    empty = [c for c, left in changed if not left]
+    for ids in batched(empty, CHUNK):
+        db.execute(delete(table).where(table.c.company_id.in_(ids)))
+    for company_id, left in changed:
+        if left:
+            db.execute(table.update().where(table.c.company_id == company_id).values(reasons=left))
+    return len(changed)

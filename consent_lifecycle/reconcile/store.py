@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection as Db
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import and_, case, func, select, update
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.db.bulk import (
@@ -30,14 +30,17 @@ from consent_lifecycle.db.models import (
     AccessRecord,
     Company,
     Connection,
+    ConsentEvent,
     DeletionItem,
     Finding,
     PullRecord,
     ReconcileCursor,
+    ReconcileMark,
 )
 from consent_lifecycle.ledger import load_events
 from consent_lifecycle.reconcile.check import Observed
 from consent_lifecycle.reconcile.diff import PULL_COLUMNS, READ_COLUMNS, SETTING_COLUMNS, STATE_KINDS
+from consent_lifecycle.reconcile.select import SelectionInputs
 
 UNCONSENTED_PULL = "unconsented_pull"
 
@@ -67,6 +70,38 @@ _TIMES = (
 def active_company_ids(db: Db) -> list[str]:
     """Companies in the snapshot and not deleted at Codat, in id order."""
     return list(db.scalars(select(Company.id).where(Company.deleted_at.is_(None)).order_by(Company.id)))
+
+
+def selection_inputs(db: Db) -> SelectionInputs:
+    """What `select_companies` decides from, in six set-based queries (no per-company statement)."""
+    companies = select_frame(
+        db, select(Company.id.label("company_id"), Company.last_sync_at).where(Company.deleted_at.is_(None))
+    )
+    cursors = select_frame(db, select(ReconcileCursor.company_id, ReconcileCursor.reconciled_at))
+    marks = select_frame(db, select(ReconcileMark.company_id, ReconcileMark.reasons))
+    changes = select_frame(
+        db,
+        select(ConsentEvent.company_id, func.max(ConsentEvent.recorded_at).label("recorded_at")).group_by(
+            ConsentEvent.company_id
+        ),
+    )
+    connections = select_frame(
+        db,
+        select(Connection.company_id, Connection.last_sync_at, Connection.last_read_at).where(
+            Connection.deleted_at.is_(None), Connection.last_sync_at.is_not(None)
+        ),
+    )
+    in_flight = select_frame(
+        db, select(PullRecord.company_id).where(PullRecord.completed.is_(None)).distinct()
+    )
+    return SelectionInputs(
+        companies=_times(companies, ("last_sync_at",)),
+        cursors=_times(cursors, ("reconciled_at",)),
+        marks=marks,
+        consent_changes=_times(changes, ("recorded_at",)),
+        connections=_times(connections, ("last_sync_at", "last_read_at")),
+        in_flight=in_flight,
+    )
 
 
 def cursors(db: Db, company_ids: Sequence[str]) -> dict[str, datetime]:

@@ -16,6 +16,18 @@ from consent_lifecycle.reconcile.check import Reconciliation
 
 
 @dataclass(frozen=True)
+class CodatState:
+    """What Codat said about one batch: sync settings, pull history, companies it no longer has, and the
+    requests that took (`requests` by company id, `requests_sent` in all, retries included)."""
+
+    settings: pd.DataFrame
+    pulls: pd.DataFrame
+    gone: list[str]
+    requests: dict[str, int] = field(default_factory=dict)
+    requests_sent: int = 0
+
+
+@dataclass(frozen=True)
 class BatchResult:
     """One reconciled batch: its counts and the frames to remediate and report."""
 
@@ -73,6 +85,21 @@ class Remediation:
 
     sync_settings_set: int = 0
     pulls_queued: int = 0
+    #: requests sent to Codat (retries included), in all and by company id
+    codat_requests: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+
+
+def requests_by_reason(
+    requests: Sequence[dict[str, int]], reason_of: dict[str, str], default: str
+) -> dict[str, int]:
+    """Codat requests summed by the reason each company was read for (`default` for a company without one)."""
+    totals: dict[str, int] = {}
+    for by_company in requests:
+        for company, count in by_company.items():
+            reason = reason_of.get(company, default)
+            totals[reason] = totals.get(reason, 0) + count
+    return totals
 
 
 @dataclass(frozen=True)
@@ -93,6 +120,17 @@ class ReconciliationSummary:
     pulls_to_queue: int = 0
     sync_settings_set: int = 0
     pulls_queued: int = 0
+    #: how the companies were chosen: "incremental", "full", "named" (company_ids) or "window" (a backfill)
+    selection: str = "named"
+    #: companies read, by the reason each was chosen for (one reason per company)
+    reasons: dict[str, int] = field(default_factory=dict)
+    #: companies selected but left for a later night by the request budget (lowest priorities first)
+    deferred: int = 0
+    #: the selection's requests at the cap, in minutes (0 without a cap)
+    estimated_minutes: float = 0.0
+    #: requests sent to Codat (retries included), in all and by the reason of the company they were for
+    codat_requests: int = 0
+    codat_requests_by_reason: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def combine(
@@ -104,7 +142,10 @@ class ReconciliationSummary:
         window_start: datetime | None,
         window_end: datetime | None,
         dry_run: bool,
+        **selection: Any,
     ) -> ReconciliationSummary:
+        """Sum the batches; `selection` holds the run's selection, reasons, deferred, estimated_minutes,
+        codat_requests and codat_requests_by_reason."""
         return cls(
             as_of=iso(now),  # type: ignore[arg-type]
             window_start=iso(window_start),
@@ -121,6 +162,7 @@ class ReconciliationSummary:
             pulls_to_queue=sum(r.queued for r in reports),
             sync_settings_set=sum(r.sync_settings_set for r in remediations),
             pulls_queued=sum(r.pulls_queued for r in remediations),
+            **selection,
         )
 
     def as_dict(self) -> dict[str, Any]:

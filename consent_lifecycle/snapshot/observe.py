@@ -16,7 +16,7 @@ import pandas as pd
 
 from consent_lifecycle.codat.models import Company
 
-COMPANY_COLUMNS = ["id", "name", "jurisdiction", "tags", "redirect", "created_at"]
+COMPANY_COLUMNS = ["id", "name", "jurisdiction", "tags", "redirect", "created_at", "last_sync_at"]
 CONNECTION_COLUMNS = [
     "id", "company_id", "source_type", "platform_name", "integration_key", "status", "link_url",
     "created_at", "last_sync_at",
@@ -32,6 +32,8 @@ class Observation:
 
     companies: pd.DataFrame
     connections: pd.DataFrame
+    #: requests sent to Codat for this read (retries included), when known
+    codat_requests: int = 0
 
     @property
     def company_ids(self) -> list[str]:
@@ -42,7 +44,7 @@ def observe(companies: Iterable[Company]) -> Observation:
     """Flatten Codat companies (with their embedded `dataConnections`) into two frames."""
     companies = list(companies)
     company_rows = [
-        (c.id, c.name, _jurisdiction(c.tags), dict(c.tags), c.redirect, c.created) for c in companies
+        (c.id, c.name, _jurisdiction(c.tags), dict(c.tags), c.redirect, c.created, c.last_sync) for c in companies
     ]
     connection_rows = [
         (
@@ -53,7 +55,7 @@ def observe(companies: Iterable[Company]) -> Observation:
         for conn in c.data_connections
     ]
     return Observation(
-        companies=_frame(company_rows, COMPANY_COLUMNS, ["created_at"]),
+        companies=_frame(company_rows, COMPANY_COLUMNS, ["created_at", "last_sync_at"]),
         connections=_frame(connection_rows, CONNECTION_COLUMNS, ["created_at", "last_sync_at"]),
     )
 
@@ -64,7 +66,7 @@ def observe_dicts(companies: list[dict[str, Any]]) -> Observation:
     company_rows = [
         (
             c["id"], c["name"], _jurisdiction(c.get("tags") or {}), dict(c.get("tags") or {}), c["redirect"],
-            c.get("created"),
+            c.get("created"), c.get("lastSync"),
         )
         for c in companies
     ]
@@ -77,7 +79,7 @@ def observe_dicts(companies: list[dict[str, Any]]) -> Observation:
         for conn in c.get("dataConnections") or ()
     ]
     return Observation(
-        companies=_frame(company_rows, COMPANY_COLUMNS, ["created_at"], iso_text=True),
+        companies=_frame(company_rows, COMPANY_COLUMNS, ["created_at", "last_sync_at"], iso_text=True),
         connections=_frame(connection_rows, CONNECTION_COLUMNS, ["created_at", "last_sync_at"], iso_text=True),
     )
 

@@ -195,7 +195,7 @@ _STATE = [
     Connection.last_authorized_at, Connection.last_reconfirmed_at,
 ]
 _COMPANY_COMPARED = [
-    Company.name, Company.jurisdiction, Company.tags, Company.redirect, Company.created_at,
+    Company.name, Company.jurisdiction, Company.tags, Company.redirect, Company.created_at, Company.last_sync_at,
 ]
 
 
