@@ -98,8 +98,12 @@ def test_dashboard_then_lending_then_revocation(world):
     t1 = SANDBOX_NOW + timedelta(hours=1)
     summary = world.run(t1, company_ids=[company])
     assert world.scheduled(company) == set(DASHBOARD)
-    assert {f["data_type"] for f in world.findings(company, "unconsented_sync_setting")} == seeded - DASHBOARD
+    found = world.findings(company, "unconsented_sync_setting", open_only=False)
+    assert {f["data_type"] for f in found} == seeded - DASHBOARD
     assert summary.sync_settings_set == 1
+    # the cut made them untrue: resolved by the remediation, not left open until the company's next read
+    assert not world.findings(company, "unconsented_sync_setting")
+    assert {f["resolved_at"] for f in found} == {t1}
     unconsented = {f["data_type"] for f in world.findings(company, "unconsented_pull")}
     assert unconsented and not unconsented & set(DASHBOARD)  # history pulled types nobody consented to
 
@@ -118,7 +122,7 @@ def test_dashboard_then_lending_then_revocation(world):
     queued = {p["dataType"] for p in world.pulls(company, t2)}
     assert {"balanceSheet", "profitAndLoss"} <= queued
     assert FINANCIAL_STATEMENTS <= world.scheduled(company)
-    assert not world.findings(company, "unconsented_sync_setting")  # resolved: the cut in step 1 held
+    assert not world.findings(company, "unconsented_sync_setting")  # the cut in step 1 held
 
     # 3. revoked: Lending's own types leave the sync settings; pulls before the revocation are fine,
     #    a pull after it is a finding (and its data is due for deletion)

@@ -209,6 +209,28 @@ def store_findings(
     return {"found": len(findings), "new": len(keys - existing), "resolved": resolved}
 
 
+def resolve_remediated(db: Db, settings_set: Sequence[str], queued: pd.DataFrame, now: datetime) -> int:
+    """Resolve the findings a remediation just made untrue, as a read right after it would: the open
+    unconsented_sync_setting findings of the companies whose sync settings were set to exactly their entitled
+    types, and the missing_pull findings of each (company, connection, data type) with a pull now queued or in
+    flight (a pull in flight is not missing). Without this they stayed open until that company's next read,
+    a sweep away on an incremental night. A later read that finds them again opens them again. Returns how
+    many were resolved."""
+    resolved = 0
+    for ids in batched(list(settings_set), 500):
+        resolved += db.execute(
+            update(Finding)
+            .where(Finding.company_id.in_(ids), Finding.kind == "unconsented_sync_setting", Finding.resolved_at.is_(None))
+            .values(resolved_at=now)
+        ).rowcount
+    keys = ("missing_pull:" + queued["company_id"] + ":" + queued["connection_id"] + ":" + queued["data_type"]).tolist()
+    for batch in batched(keys, 500):
+        resolved += db.execute(
+            update(Finding).where(Finding.key.in_(batch), Finding.resolved_at.is_(None)).values(resolved_at=now)
+        ).rowcount
+    return resolved
+
+
 def open_deletions(db: Db, deletions: pd.DataFrame, now: datetime) -> int:
     """A deletion item (local store, due now) per pull completed without consent; returns how many were new."""
     if deletions.empty:
