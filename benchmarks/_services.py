@@ -219,9 +219,18 @@ class SandboxAdmin:
 
     def advance_clock(self, seconds: float) -> str:
         """Move the sandbox's frozen clock on (pulls queued before then finish); its new `now`."""
-        response = self._http.post("/_sandbox/clock/advance", json={"seconds": seconds})
+        # with the sync scheduler on, a day of a large world's syncs runs inside this call (~30 s at 100k)
+        response = self._http.post("/_sandbox/clock/advance", json={"seconds": seconds}, timeout=1800.0)
         response.raise_for_status()
         return self.now()
+
+    def post(self, path: str, body: dict[str, Any], timeout: float = 30.0) -> Any:
+        response = self._http.post(path, json=body, timeout=timeout)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def get(self, path: str) -> Any:
+        return self._get(path)
 
     def limits(self) -> dict[str, int]:
         return self._get("/_sandbox/limits")
@@ -245,6 +254,7 @@ def sandbox(
     *,
     rate_limit_per_minute: int = UNTHROTTLED_PER_MINUTE,
     concurrent_per_company: int = UNTHROTTLED_PER_COMPANY,
+    sync_scheduler: bool = False,
 ) -> Iterator[SandboxAdmin]:
     """`consent sandbox serve` with `setup.companies` companies, clock frozen, limits out of the way (or
     as given: `benchmarks.rate_limit_bench` sets a low per-minute limit), every company's pull history made
@@ -265,6 +275,7 @@ def sandbox(
         "serve",
         *(str(part) for item in options.items() for part in item),
         "--eager-history",
+        *(["--sync-scheduler"] if sync_scheduler else []),
     ]
     env = base_env() | {"CONSENT_CODAT_API_KEY": setup.api_key}
     log = setup.directory / "sandbox.log"
@@ -278,3 +289,28 @@ def sandbox(
             yield admin
     finally:
         admin.close()
+
+
+# -- the webhook receiver ------------------------------------------------------------------------
+
+
+@contextmanager
+def webhook_receiver(setup: SizeSetup, services: Services, secret: str) -> Iterator[str]:
+    """`consent webhooks serve` on a free port, filling the size's consent database; its webhook URL."""
+    port = free_port()
+    log = setup.directory / "webhooks.log"
+    command = [str(BIN / "consent"), "webhooks", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--alerts-file", str(setup.directory / "alerts.jsonl")]
+    env = setup.flow_env(services) | {"CONSENT_CODAT_WEBHOOK_SECRET": secret}
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/alerts", timeout=2.0).status_code == 405  # a POST route: it listens
+        except httpx.HTTPError:
+            return False
+
+    with background(command, env, log) as process:
+        waited = wait_until_ready(ready, process, "webhook receiver", log, 60.0)
+        say(f"  webhook receiver ready after {waited:.1f} s")
+        yield f"{base}/webhooks/codat"

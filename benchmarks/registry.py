@@ -108,6 +108,18 @@ FLOWS: dict[str, FlowSpec] = {
         ),
     )
 }
+def _events_parameters(now: datetime) -> dict[str, Any]:
+    return {"now": now}
+
+
+def _events_outcome(summary: Summary) -> str:
+    events = sum((summary.processed or {}).values())
+    return (
+        f"{events} events, {summary.violations} violations, {len(summary.reconciled_at_once or [])} companies "
+        f"reconciled at once, {summary.codat_requests} requests, marked {summary.marked}"
+    )
+
+
 #: flows the nightly cycle does not run by default, that other benchmarks name (benchmarks.incremental_bench)
 VARIANTS: dict[str, FlowSpec] = {
     "consent-reconciliation-full": FlowSpec(
@@ -115,6 +127,13 @@ VARIANTS: dict[str, FlowSpec] = {
         entrypoint="flows.consent_reconciliation:consent_reconciliation",
         parameters=_full_reconciliation_parameters,
         outcome=_reconciliation_outcome,
+        needs_consents=True,
+    ),
+    "codat-events": FlowSpec(
+        name="codat-events",
+        entrypoint="flows.codat_events:codat_events",
+        parameters=_events_parameters,
+        outcome=_events_outcome,
         needs_consents=True,
     ),
 }
