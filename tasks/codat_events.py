@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.events import inbox
 from consent_lifecycle.events.parse import parse
 from consent_lifecycle.events.store import apply
 from consent_lifecycle.reconcile.marks import mark
-from tasks.resources import engine
+from tasks.resources import engine, settings
+
+
+def _keeps_fresh() -> timedelta:
+    """How long a success stays fresh after the next scheduled sync would have replaced it."""
+    catalog = load_catalog(settings().catalog)
+    return timedelta(hours=catalog.freshness_hours - catalog.sync_schedule_hours)
 
 
 @task(cache_policy=NO_CACHE)
@@ -30,7 +37,7 @@ def process_events(ids: list[str], now: datetime, worker: str) -> dict[str, Any]
         with engine().begin() as db:
             claimed = inbox.leased(db, ids, worker)
             parsed = parse(claimed)
-            effects = apply(db, parsed, now)
+            effects = apply(db, parsed, now, keeps_fresh=_keeps_fresh())
             done = inbox.mark_done(db, claimed["id"].tolist(), worker, now)
     except Exception as exc:  # noqa: BLE001 - the batch is retried; the flow reports the error
         error = f"{type(exc).__name__}: {exc}"

@@ -4,6 +4,11 @@
   (`entitlement_intervals` + `covered`): a Complete read of a (connection, data type) no consent covered
   then is a violation; a read whose status is neither Complete nor NotSupported is a failed pull; a read
   of a connection the snapshot does not know is a connection change (the night reads it).
+- A failed pull needs the night's reconciliation only when it leaves something to do (`stale_failures`):
+  its type is not consented (the sync settings enable it), or its last Complete read on that connection
+  goes stale (older than the catalog's freshness) before Codat's next scheduled sync could replace it: the
+  reconciliation would find the pull missing and queue it. A failure whose last success stays fresh until
+  the next sync is Codat's to retry on its schedule (and if that sync fails too, its event marks then).
 - Connection events are applied in `generated_at` order and only when not older than the connection's stored
   `state_at`: an older event never overwrites newer state. connected/reconnected set `last_authorized_at`
   to their `generated_at` (restarting Open Banking expiry); deleted sets `deleted_at`.
@@ -56,6 +61,20 @@ def judge_reads(reads: pd.DataFrame, snapshot: pd.DataFrame, events: pd.DataFram
     judged["violation"] = known & ~judged["consented"].to_numpy() & (status == COMPLETE).to_numpy()
     judged["failed"] = ~status.isin([COMPLETE, NOT_SUPPORTED]).to_numpy()
     return ReadVerdicts(judged.drop(columns="entry"))
+
+
+def stale_failures(judged: pd.DataFrame, successes: pd.DataFrame, keeps_fresh: pd.Timedelta | None) -> list[str]:
+    """Companies of the failed reads in `judged` (`judge_reads`) that need reconciling: unconsented, or whose
+    (connection, data type) has no Complete read in `successes` (connection_id, data_type, last_success, from
+    the store and this batch) within `keeps_fresh` before the failure (freshness minus the sync interval: a
+    success that old stays fresh until the next sync). `keeps_fresh` None: every failure."""
+    failed = judged[judged["failed"].to_numpy(dtype=bool)]
+    if keeps_fresh is None or failed.empty:
+        return sorted(set(failed["company_id"].dropna()))
+    merged = failed.merge(successes, on=["connection_id", "data_type"], how="left")
+    fresh = (merged["last_success"] >= merged["generated_at"] - keeps_fresh).to_numpy(dtype=bool)
+    needed = ~merged["consented"].to_numpy(dtype=bool) | ~fresh
+    return sorted(set(merged.loc[needed, "company_id"].dropna()))
 
 
 def last_reads(reads: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:

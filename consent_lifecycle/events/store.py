@@ -5,15 +5,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 from sqlalchemy import Connection as Db
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
+from consent_lifecycle.datatypes import COMPLETE
 from consent_lifecycle.db.bulk import bindable, dialect_insert, insert_new, select_frame
-from consent_lifecycle.db.models import Company, Connection, ReadObservation
-from consent_lifecycle.events.decide import ConnectionPlan, judge_reads, last_reads, plan_connections
+from consent_lifecycle.db.models import Company, Connection, PullRecord, ReadObservation
+from consent_lifecycle.events.decide import (
+    ConnectionPlan,
+    judge_reads,
+    last_reads,
+    plan_connections,
+    stale_failures,
+)
 from consent_lifecycle.events.parse import Parsed
 from consent_lifecycle.ledger import load_events
 from consent_lifecycle.reconcile.marks import mark
@@ -37,11 +44,13 @@ class Effects:
     companies_deleted: int = 0
 
 
-def apply(db: Db, parsed: Parsed, now: datetime) -> Effects:
+def apply(db: Db, parsed: Parsed, now: datetime, keeps_fresh: timedelta | None = None) -> Effects:
+    """`keeps_fresh`: the catalog's freshness minus its sync interval; a failed pull with a Complete read of
+    its type within it before is left to Codat's next sync (None: every failed pull marks its company)."""
     effects = Effects()
     marks: list[tuple[str, str]] = []
     if not parsed.reads.empty:
-        _apply_reads(db, parsed.reads, effects, marks)
+        _apply_reads(db, parsed.reads, effects, marks, keeps_fresh)
     if not parsed.connections.empty:
         plan = _plan(db, parsed.connections)
         _apply_connections(db, plan, effects)
@@ -60,7 +69,9 @@ def apply(db: Db, parsed: Parsed, now: datetime) -> Effects:
     return effects
 
 
-def _apply_reads(db: Db, reads: pd.DataFrame, effects: Effects, marks: list[tuple[str, str]]) -> None:
+def _apply_reads(
+    db: Db, reads: pd.DataFrame, effects: Effects, marks: list[tuple[str, str]], keeps_fresh: timedelta | None
+) -> None:
     ids = sorted(set(reads["connection_id"]))
     query = select(*SNAPSHOT_COLUMNS, Connection.last_read_at).join(Company, Company.id == Connection.company_id)
     snapshot = select_frame(db, query, Connection.id, ids)
@@ -85,9 +96,29 @@ def _apply_reads(db: Db, reads: pd.DataFrame, effects: Effects, marks: list[tupl
     effects.violations = int(judged["violation"].sum())
     effects.violating_companies = verdicts.companies("violation")
     marks += [(c, "violation") for c in effects.violating_companies]
-    marks += [(c, "failed_pull") for c in verdicts.companies("failed")]
+    successes = _last_successes(db, judged) if keeps_fresh is not None and judged["failed"].any() else None
+    window = pd.Timedelta(keeps_fresh) if keeps_fresh is not None else None
+    marks += [(c, "failed_pull") for c in stale_failures(judged, successes, window)]
     unknown = judged.loc[~judged["known"].to_numpy(dtype=bool), "company_id"].dropna()
     marks += [(c, "connection_change") for c in sorted(set(unknown))]
+
+
+def _last_successes(db: Db, judged: pd.DataFrame) -> pd.DataFrame:
+    """(connection_id, data_type, last_success): the latest Complete read of each (connection, data type) of the
+    batch's failed reads, from read observations (this batch's included: they are inserted first) and the
+    pulls the reconciliation stored."""
+    ids = sorted(set(judged.loc[judged["failed"].to_numpy(dtype=bool), "connection_id"]))
+    observed = select(ReadObservation.connection_id, ReadObservation.data_type,
+                      func.max(ReadObservation.generated_at).label("last_success"))
+    observed = observed.where(ReadObservation.status == COMPLETE).group_by(
+        ReadObservation.connection_id, ReadObservation.data_type)
+    pulled = select(PullRecord.connection_id, PullRecord.data_type, func.max(PullRecord.completed).label("last_success"))
+    pulled = pulled.where(PullRecord.status == COMPLETE).group_by(PullRecord.connection_id, PullRecord.data_type)
+    frames = [select_frame(db, observed, ReadObservation.connection_id, ids),
+              select_frame(db, pulled, PullRecord.connection_id, ids)]
+    both = pd.concat(frames, ignore_index=True)
+    both["last_success"] = pd.to_datetime(both["last_success"], utc=True)
+    return both.groupby(["connection_id", "data_type"], as_index=False)["last_success"].max()
 
 
 def _plan(db: Db, changes: pd.DataFrame) -> ConnectionPlan:
