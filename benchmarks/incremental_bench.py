@@ -73,7 +73,7 @@ RETENTION = FLOWS["retention-enforcement"]
 EVENTS = VARIANTS["codat-events"]
 #: an Accounting type no product of the catalog consents to: a company syncing it is a violation
 UNCONSENTED_TYPE = "journalEntries"
-DRAIN_TIMEOUT = 1800.0
+DRAIN_TIMEOUT = 600.0  # the sandbox's bound
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
