@@ -14,8 +14,8 @@ What it does, in order:
    (`--port`, default 4200) and waits for `/api/health`. The server keeps its SQLite database in
    PREFECT_HOME, or uses PostgreSQL when PREFECT_SERVER_DATABASE_CONNECTION_URL is set (inherited).
 2. Codat: unless CONSENT_CODAT_BASE_URL is set (or `--no-sandbox`), starts `consent sandbox serve`
-   (`--sandbox-port`, default 8710) with the key in CONSENT_CODAT_API_KEY (one is generated if unset), and
-   points the flow runs at it.
+   (`--sandbox-port`, default 8710) with the key in CONSENT_CODAT_API_KEY (one is generated if unset) and its
+   sync scheduler on, and points the flow runs at it.
 3. Migrates the consent database (CONSENT_DATABASE_URL).
 4. Webhooks in: starts `consent webhooks serve` (`--webhook-port`, default 8720) with
    CONSENT_CODAT_WEBHOOK_SECRET (generated if unset): Codat events are stored in the inbox and nudge the
@@ -64,12 +64,15 @@ def start_prefect_server(stack: ExitStack, port: int, log_dir: Path) -> str:
     return api_url
 
 
-def start_sandbox(stack: ExitStack, port: int, api_key: str, log_dir: Path) -> str:
+def start_sandbox(stack: ExitStack, port: int, api_key: str, log_dir: Path, companies: int = 50) -> str:
     """Start `consent sandbox serve` on HOST:`port` with `api_key` (passed in the environment, not argv);
     returns its base URL once it answers."""
     require_free(port, "a sandbox", "Set CONSENT_CODAT_BASE_URL to use it, or pass --sandbox-port.")
     log_path = log_dir / "sandbox.log"
-    argv = [executable("consent"), "sandbox", "serve", "--host", HOST, "--port", str(port)]
+    # its sync scheduler on: advancing its clock (POST /_sandbox/clock/advance) runs the companies' syncs,
+    # each told to the receiver as read.completed
+    argv = [executable("consent"), "sandbox", "serve", "--host", HOST, "--port", str(port), "--sync-scheduler",
+            "--companies", str(companies)]
     env = {**os.environ, "CONSENT_CODAT_API_KEY": api_key}
     process = stack.enter_context(running(argv, log_path, env))
     base_url = f"http://{HOST}:{port}"
@@ -149,6 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="start no sandbox: the flows use CONSENT_CODAT_BASE_URL (default: real Codat)")
     parser.add_argument("--port", type=int, default=4200, help="port of the Prefect server (default 4200)")
     parser.add_argument("--sandbox-port", type=int, default=8710, help="port of the sandbox (default 8710)")
+    parser.add_argument("--sandbox-companies", type=int, default=50, help="companies the sandbox seeds (default 50)")
     parser.add_argument("--webhook-port", type=int, default=8720,
                         help="port of the webhook receiver and alert inbox (default 8720)")
     parser.add_argument("--log-dir", type=Path, default=Path(".consent/logs"),
@@ -172,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             sandbox_url = None
             if not args.no_sandbox and not codat_is_configured():
                 key = sandbox_api_key()
-                sandbox_url = start_sandbox(stack, args.sandbox_port, key, args.log_dir)
+                sandbox_url = start_sandbox(stack, args.sandbox_port, key, args.log_dir, args.sandbox_companies)
                 os.environ |= {"CONSENT_CODAT_BASE_URL": sandbox_url, "CONSENT_CODAT_API_KEY": key}
             database = migrate_consent_database()
             secret = webhook_secret()
