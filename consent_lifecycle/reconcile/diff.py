@@ -162,19 +162,24 @@ def missing_pulls(
 
 
 def desired_sync_settings(settings: pd.DataFrame, entitled: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
-    """Each company's sync settings as they should be: exactly its entitled types, each scheduled (kept as
-    configured when it already was, else on the catalog's schedule). SETTING_COLUMNS, only for companies
-    whose scheduled types differ from their entitled ones."""
+    """Each company's sync settings as they should be: exactly its entitled types, each scheduled often enough
+    to stay within the catalog's freshness (kept as configured when it already is, else on the catalog's
+    schedule). SETTING_COLUMNS, only for companies whose scheduled types differ from their entitled ones or
+    that schedule an entitled type less often than the freshness needs: a weekly sync of a type the products
+    want within 48 hours went stale between syncs, and the reconciliation queued its pull again and again."""
     wanted = entitled_types(entitled)
     current = scheduled_types(settings)
     keys = ["company_id", "data_type"]
-    differ = pd.concat([_anti_join(current, wanted, keys), _anti_join(wanted, current, keys)])["company_id"]
-    companies = set(differ)
+    too_rare = settings[settings["sync_schedule"] > catalog.freshness_hours].merge(wanted[keys], on=keys)
+    differ = pd.concat([_anti_join(current, wanted, keys), _anti_join(wanted, current, keys), too_rare[keys]])
+    companies = set(differ["company_id"])
     wanted = wanted[wanted["company_id"].isin(companies)]
     kept = wanted.merge(settings, on=keys, how="left")
     kept["fetch_on_first_link"] = True
-    fresh = kept["sync_schedule"].isna() | (kept["sync_schedule"] <= 0)
-    kept.loc[fresh, "sync_schedule"] = catalog.sync_schedule_hours
+    unscheduled = kept["sync_schedule"].isna() | (kept["sync_schedule"] <= 0)
+    kept.loc[unscheduled | (kept["sync_schedule"] > catalog.freshness_hours), "sync_schedule"] = (
+        catalog.sync_schedule_hours
+    )
     kept = kept.sort_values(["company_id", "sync_order", "data_type"], na_position="last")
     kept["sync_order"] = kept.groupby("company_id").cumcount()
     kept["sync_schedule"] = kept["sync_schedule"].astype(int)
