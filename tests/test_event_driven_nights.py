@@ -273,3 +273,50 @@ def test_a_reauthorization_between_two_scans_restarts_the_expiry(nights):
     assert before is not None and before < reconnected
     assert (status, authorized) == ("Linked", reconnected)
     assert bank["id"] in set(nights.ledger.entitlements(company, now=later)["connection_id"])
+
+
+def test_with_the_prefect_api_down_the_served_receiver_stores_every_delivery_for_a_later_run(nights, tmp_path):
+    """`consent webhooks serve` whose Prefect API refuses connections (its nudge fails): each delivery is still
+    stored and answered, and the next codat-events run (here, once Prefect is back) processes it."""
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    from tests.fixtures_crash import CONSENT, cli_env, kill
+    from tests.test_webhook_receiver import deliver
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = cli_env(PREFECT_API_URL="http://127.0.0.1:9/api", CONSENT_CODAT_WEBHOOK_SECRET=SECRET)
+    process = subprocess.Popen([CONSENT, "webhooks", "serve", "--port", str(port),
+                                "--alerts-file", str(tmp_path / "alerts.jsonl")],
+                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/webhooks/codat"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/alerts", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and process.poll() is None, "the receiver did not start"
+                time.sleep(0.2)
+        nights.install()
+        company = next(c for c in nights.companies() if unconsented(nights, c, "Accounting"))
+        connection, data_type = unconsented(nights, company, "Accounting")
+        body = {"id": "evt-down", "eventType": "read.completed", "generatedDate": iso(INSTALL),
+                "payload": {"referenceCompany": {"id": company["id"]},
+                            "dataTypes": [{"connectionId": connection, "dataType": data_type,
+                                           "recordsModified": 2, "status": "Complete"}]}}
+        answers = [deliver(url, body, secret=SECRET, webhook_id=f"down-{n}") for n in range(3)]
+        time.sleep(1.5)  # the failed nudges have fired: the receiver still answers and stays up
+        answers.append(deliver(url, body, secret=SECRET, webhook_id="down-0"))  # Codat's retry of the first
+    finally:
+        kill(process)
+    assert [(a.status_code, a.json()["status"]) for a in answers] == [(200, "stored")] * 3 + [(200, "duplicate")]
+    events = asyncio.run(codat_events(now=INSTALL + timedelta(minutes=5)))
+    assert events.events == 3 and company["id"] in events.reconciled_at_once
