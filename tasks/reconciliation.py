@@ -149,11 +149,11 @@ def reconcile_batch(
 
 @task(cache_policy=NO_CACHE, task_run_name=_batch_name)
 async def remediate(
-    company_ids: list[str], sync_settings: pd.DataFrame, queue: pd.DataFrame, now: datetime | None = None
+    company_ids: list[str], sync_settings: pd.DataFrame, queue: pd.DataFrame, now: datetime
 ) -> Remediation:
     """Set each listed company's sync settings to exactly its entitled types, and queue each missing pull
     (a pull Codat says is already in progress counts as queued: one in flight per connection and type);
-    once all is done (and `now` given), resolve the findings that made untrue (`store.resolve_remediated`),
+    once all is done, resolve the findings that made untrue (`store.resolve_remediated`),
     and clear the `remediation_pending` marks `reconcile_batch` left."""
     # each company's rows in their order, by company id (one sort and one pass, not a frame per company)
     rows = sync_settings.sort_values("company_id", kind="stable").to_dict("records")
@@ -166,13 +166,12 @@ async def remediate(
                 for row in queue.to_dict("records")
             )
         )
-    if now is not None:
-        set_at_codat = [c for c, _ in by_company]
-        with engine().begin() as db:
-            store.resolve_remediated(db, set_at_codat, queue, now)  # queued now, or already in flight
-            # a queued pull that then fails is told by its read.completed (a failed_pull mark), or its lost
-            # webhook by the listing's lastSync: no need to read the company again to see it land
-            marks.unmark(db, sorted(set(set_at_codat) | set(queue["company_id"])), "remediation_pending", now)
+    set_at_codat = [c for c, _ in by_company]
+    with engine().begin() as db:
+        store.resolve_remediated(db, set_at_codat, queue, now)  # queued now, or already in flight
+        # a queued pull that then fails is told by its read.completed (a failed_pull mark), or its lost
+        # webhook by the listing's lastSync: no need to read the company again to see it land
+        marks.unmark(db, sorted(set(set_at_codat) | set(queue["company_id"])), "remediation_pending", now)
     return Remediation(
         sync_settings_set=sum(settings_done), pulls_queued=sum(queued), codat_requests=codat.requests_sent,
         requests=dict(codat.requests_by_company),

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection as Db
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.db.bulk import CHUNK, select_rows, upsert
@@ -84,7 +84,7 @@ def unmark(db: Db, company_ids: Sequence[str], reason: str, at: datetime) -> int
     empty = [c for c, left in changed if not left]
     for ids in batched(empty, CHUNK):
         db.execute(delete(table).where(table.c.company_id.in_(ids)))
-    for company_id, left in changed:
-        if left:
-            db.execute(table.update().where(table.c.company_id == company_id).values(reasons=left))
+    kept = [{"b_company_id": c, "reasons": left} for c, left in changed if left]
+    if kept:  # one statement over every row
+        db.execute(table.update().where(table.c.company_id == bindparam("b_company_id")), kept)
     return len(changed)
