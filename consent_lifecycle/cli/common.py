@@ -276,7 +276,7 @@ def open_ledger(catalog: Catalog | None = None) -> Iterator[Any]:
     transaction rolled back. Revocations and disconnections are announced to a Prefect server, if set."""
     from consent_lifecycle.ledger import ConsentError, Ledger
 
-    events = _prefect_events()
+    events = prefect_events()
     with open_engine() as engine:
         try:
             yield Ledger(engine, catalog or read_catalog(), on_change=events and events.emit_ledger_change)
@@ -287,7 +287,7 @@ def open_ledger(catalog: Catalog | None = None) -> Iterator[Any]:
                 events.flush()
 
 
-def _prefect_events() -> Any:
+def prefect_events() -> Any:
     """`tasks.events` when PREFECT_API_URL names a Prefect server (revocations and disconnections are then
     announced to it as events, for its automations), else None: Prefect is not even imported."""
     if not os.environ.get("PREFECT_API_URL"):
