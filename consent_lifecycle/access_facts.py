@@ -38,36 +38,49 @@ class AccessFacts:
     state: ConsentState
 
 
+def distinct(values: Iterable[str]) -> list[str]:
+    """The distinct values, sorted (a Series without iterating it value by value)."""
+    return sorted(pd.unique(pd.Series(values, dtype=object)).tolist())
+
+
 def snapshot_of(db: Db, company_ids: Iterable[str], connection_ids: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The named companies (id) and the named connections (CONNECTION_COLUMNS, times as UTC timestamps)."""
-    companies = select_frame(db, select(Company.id), Company.id, sorted(set(company_ids)))
+    companies = select_frame(db, select(Company.id), Company.id, distinct(company_ids))
     query = select(
         Connection.id, Connection.company_id, Connection.source_type, Connection.status, Company.jurisdiction,
         Connection.created_at, Connection.last_sync_at, Connection.last_authorized_at,
         Connection.last_reconfirmed_at, Connection.deleted_at,
     ).join(Company, Company.id == Connection.company_id)
-    connections = select_frame(db, query, Connection.id, sorted(set(connection_ids)))
+    connections = select_frame(db, query, Connection.id, distinct(connection_ids))
     for column in TIME_COLUMNS:
         connections[column] = pd.to_datetime(connections[column], utc=True)
     return companies, connections[CONNECTION_COLUMNS]
 
 
-def current_facts(db: Db, company_ids: Iterable[str], connection_ids: Iterable[str]) -> AccessFacts:
-    """The facts of a check at now: the current-state tables of the named companies."""
-    companies = sorted(set(company_ids))
+def current_facts(db: Db, checks: pd.DataFrame) -> AccessFacts:
+    """The facts of `checks` (company_id, product, connection_id, data_type) at now, from the current-state
+    tables: the consents of the named companies to the named products, and of their data types and
+    connections only those some check names (not every type of every consent)."""
+    companies, products = distinct(checks["company_id"]), distinct(checks["product"])
     consents = select(Consent.id.label("consent_id"), Consent.company_id, Consent.product, Consent.status)
-    types = select(ConsentDataType.consent_id, ConsentDataType.data_type).join(
-        Consent, Consent.id == ConsentDataType.consent_id
+    types = (
+        select(ConsentDataType.consent_id, ConsentDataType.data_type)
+        .join(Consent, Consent.id == ConsentDataType.consent_id)
+        .where(Consent.product.in_(products), ConsentDataType.data_type.in_(distinct(checks["data_type"])))
     )
-    conns = select(ConsentConnection.consent_id, ConsentConnection.connection_id).join(
-        Consent, Consent.id == ConsentConnection.consent_id
+    conns = (
+        select(ConsentConnection.consent_id, ConsentConnection.connection_id)
+        .join(Consent, Consent.id == ConsentConnection.consent_id)
+        .where(Consent.product.in_(products))
     )
     state = ConsentState(
-        consents=select_frame(db, consents, Consent.company_id, companies),
+        consents=select_frame(db, consents.where(Consent.product.in_(products)), Consent.company_id, companies),
         data_types=select_frame(db, types, Consent.company_id, companies),
-        connections=select_frame(db, conns, Consent.company_id, companies),
+        connections=select_frame(
+            db, conns, ConsentConnection.connection_id, distinct(checks["connection_id"])
+        ),
     )
-    return AccessFacts(*snapshot_of(db, companies, connection_ids), state)
+    return AccessFacts(*snapshot_of(db, companies, checks["connection_id"]), state)
 
 
 def replayed_facts(
