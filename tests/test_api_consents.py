@@ -124,6 +124,7 @@ def test_refusals_answer_the_right_status_name_the_value_and_write_nothing(api):
     grant = f"/v1/companies/{ACME}/consents/lending"
     _refused(api, "admin", "POST", grant, 422, "'invoicez'", json={"data_types": ["invoicez"]})
     _refused(api, "admin", "POST", grant, 422, "colour", json={"colour": "red"})
+    _refused(api, "admin", "POST", grant, 422, "wording_version", json={"wording_version": "v\x00"})
     _refused(api, "admin", "POST", grant, 422, "at", json={"at": "2026-01-01T00:00:00"})
     _refused(api, "admin", "POST", grant, 422, "in the future", json={"at": "2099-01-01T00:00:00Z"})
     _refused(api, "admin", "POST", f"/v1/companies/{ACME}/consents/mortgages", 404, "mortgages")

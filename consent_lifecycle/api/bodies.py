@@ -16,8 +16,9 @@ from consent_lifecycle.clock import as_utc, iso
 CLOCK_SKEW = timedelta(minutes=5)
 
 Uuid = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
-Key = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+#: no NUL character: PostgreSQL's text refuses it
+Key = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=r"^[^\x00]+$")]
 CompanyId = Annotated[str, Path(pattern=UUID_PATTERN, description="Codat company id (uuid).")]
 ConnectionId = Annotated[str, Path(pattern=UUID_PATTERN, description="Codat connection id (uuid).")]
 Product = Annotated[str, Path(min_length=1, max_length=64, description="Product key from the catalog.")]

@@ -14,7 +14,7 @@ from consent_lifecycle.clock import utcnow
 from consent_lifecycle.ledger import Ledger
 
 router = APIRouter(prefix="/v1", tags=["legal holds"])
-HoldId = Annotated[int, Path(ge=1, le=2**62, description="The hold's id.")]
+HoldId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The hold's id.")]
 
 
 def _ledger(request: Request) -> Ledger:

@@ -81,7 +81,8 @@ def within(low: int, high: int | None = None) -> Callable[[int | None], int | No
 
 
 #: a database id (positive, and within a signed 64-bit integer)
-ROW_ID = within(1, 2**63 - 1)
+#: ids of rows in INTEGER columns (legal holds, deletion receipts): PostgreSQL refuses a larger number outright
+ROW_ID = within(1, 2**31 - 1)
 
 
 def row_id(value: str) -> int:
