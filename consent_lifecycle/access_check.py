@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from consent_lifecycle.access_facts import AccessFacts, current_facts, replayed_facts
+from consent_lifecycle.access_facts import asked_now, consents_as_of
 from consent_lifecycle.access_reasons import REFUSALS
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc
@@ -36,21 +36,20 @@ def check_access(engine: Engine, catalog: Catalog, checks: pd.DataFrame, now: da
     or an unknown Codat data type (`ConsentError`), naming the row's position and the value."""
     validate_checks(catalog, checks)
     now = as_utc(now)
-    frame = checks.reset_index(drop=True)
-    at = pd.to_datetime(frame["at"], utc=True) if "at" in frame else pd.Series(pd.NaT, index=frame.index)
-    past = (at.notna() & (at != pd.Timestamp(now))).to_numpy()
+    frame = checks[CHECK_COLUMNS].reset_index(drop=True)
+    at = pd.to_datetime(checks["at"], utc=True).reset_index(drop=True) if "at" in checks else None
+    past = np.zeros(len(frame), dtype=bool) if at is None else (at.notna() & (at != pd.Timestamp(now))).to_numpy()
+    with engine.connect() as db:
+        facts = asked_now(db, frame)
     reasons = np.full(len(frame), "permitted", dtype=object)
     if not past.all():
-        rows = frame[~past]
-        with engine.connect() as db:
-            facts = current_facts(db, rows)
-        reasons[~past] = decide(rows, facts, catalog, now)
+        reasons[~past] = decide(frame[~past], facts[~past], catalog, now)
     if past.any():
         rows = frame[past].assign(at=at[past])
         for (company_id, moment), group in rows.groupby(["company_id", "at"], sort=False):
             when = moment.to_pydatetime()
-            facts = replayed_facts(engine, catalog, company_id, when, group["connection_id"])
-            reasons[group.index.to_numpy()] = decide(group, facts, catalog, when)
+            replayed = facts.loc[group.index].assign(**consents_as_of(engine, catalog, company_id, when, group))
+            reasons[group.index.to_numpy()] = decide(group, replayed, catalog, when)
     result = checks.copy()
     result["permitted"] = reasons == "permitted"
     result["reason"] = reasons
@@ -85,36 +84,22 @@ def _first_refused(what: str, values: pd.Series, check: Callable[[str], object],
             raise type(exc)(f"{what}[{bad[0]}]: {exc}") from None
 
 
-def decide(rows: pd.DataFrame, facts: AccessFacts, catalog: Catalog, moment: datetime) -> np.ndarray:
-    """The reason code of each row (CHECK_COLUMNS), given the facts, at `moment`: the first refusal of
-    `REFUSALS` (in order) whose condition holds, else `permitted`. Joins and vector conditions, no loop."""
-    rows = rows[CHECK_COLUMNS].reset_index(drop=True)
-    snapshot = facts.connections.set_index("id")
-    connection = rows["connection_id"]
-    status = connection.map(snapshot["status"])
-    consents = facts.state.consents[["company_id", "product", "consent_id", "status"]]
-    consent = rows.merge(consents.rename(columns={"status": "consent_status"}), on=["company_id", "product"], how="left")
-    usable = usable_connections(facts.connections, catalog, moment)["id"]
+def decide(rows: pd.DataFrame, facts: pd.DataFrame, catalog: Catalog, moment: datetime) -> np.ndarray:
+    """The reason code of each row (CHECK_COLUMNS), given what was found for it (`facts`: ASKED_COLUMNS,
+    same index), at `moment`: the first refusal of `REFUSALS` (in order) whose condition holds, else
+    `permitted`. Vector conditions, no loop; expiry classified once per distinct connection."""
+    known = facts[facts["owner"].notna()].assign(id=rows["connection_id"], company_id=facts["owner"])
+    usable = usable_connections(known.drop_duplicates("id"), catalog, moment)["id"]
     conditions = [
-        ~rows["company_id"].isin(facts.companies["id"]),
-        connection.map(snapshot["company_id"]) != rows["company_id"],
-        consent["consent_id"].isna(),
-        consent["consent_status"] != "active",
-        ~pairs_in(consent[["consent_id", "data_type"]], facts.state.data_types),
-        ~pairs_in(consent[["consent_id", "connection_id"]], facts.state.connections),
-        rows["data_type"].map(DATA_TYPE_SOURCE) != connection.map(snapshot["source_type"]),
-        (status != "Linked") | connection.map(snapshot["deleted_at"]).notna(),
-        ~connection.isin(usable),
+        ~facts["company_known"],
+        facts["owner"] != rows["company_id"],
+        facts["consent_id"].isna(),
+        facts["consent_status"] != "active",
+        ~facts["has_type"],
+        ~facts["has_connection"],
+        rows["data_type"].map(DATA_TYPE_SOURCE) != facts["source_type"],
+        (facts["status"] != "Linked") | facts["deleted_at"].notna(),
+        ~rows["connection_id"].isin(usable),
     ]
     codes = np.select([c.to_numpy(dtype=bool) for c in conditions], list(REFUSALS), "permitted")
     return codes.astype(object)
-
-
-def pairs_in(left: pd.DataFrame, right: pd.DataFrame) -> pd.Series:
-    """Whether each row of `left` (two columns) is a row of `right` (the same two columns)."""
-    first, second = left.columns
-
-    def keys(frame: pd.DataFrame) -> pd.Series:
-        return frame[first].astype(str) + "\x00" + frame[second].astype(str)
-
-    return keys(left).isin(set(keys(right)) if len(right) else set())
