@@ -199,7 +199,8 @@ def python_single_checks(
 
 
 def batches(
-    base_url: str, key: str, checks: Sequence[dict[str, Any]], *, size: int, requests: int, clients: int
+    base_url: str, key: str, checks: Sequence[dict[str, Any]], *, size: int, requests: int, clients: int,
+    path: str = "/v1/access/checks",
 ) -> dict[str, Any]:
     """`requests` POSTs of `size` random checks each to /v1/access/checks over `clients` connections."""
     rng = random.Random(size)
@@ -213,7 +214,7 @@ def batches(
         client = Client(base_url, key)
         for n in range(i, requests, clients):
             started = time.perf_counter()
-            status, body = client.post("/v1/access/checks", bodies[n % len(bodies)])
+            status, body = client.post(path, bodies[n % len(bodies)])
             with lock:
                 latencies.append(time.perf_counter() - started)
                 statuses[status] += 1

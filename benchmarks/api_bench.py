@@ -134,21 +134,22 @@ def bench_database(args: argparse.Namespace, label: str, url: str, workdir: Path
     }
     key = create_key(url, workdir)
     with api_server(url, args.workers, workdir, label) as (base, server):
-        status, text = route_answers(base, key, "/v1/access/check", checks[0])
+        status, text = route_answers(base, key, args.check_path, checks[0])
         if status != 200:
             result["single"] = result["batch"] = {"skipped": f"POST /v1/access/check answered {status}: {text}"}
             say(f"[{label}] access routes not served ({status}): single and batch phases skipped")
         else:
             say(f"[{label}] single checks: {args.clients} clients, {args.seconds:.0f} s (+{WARMUP_SECONDS} s warm-up)")
-            load.single_checks(base, key, checks, clients=args.clients, seconds=WARMUP_SECONDS, workdir=workdir)
+            load.single_checks(base, key, checks, clients=args.clients, seconds=WARMUP_SECONDS, workdir=workdir,
+                               path=args.check_path)
             result["single"] = measured(server, lambda: load.single_checks(
-                base, key, checks, clients=args.clients, seconds=args.seconds, workdir=workdir))
+                base, key, checks, clients=args.clients, seconds=args.seconds, workdir=workdir, path=args.check_path))
             result["batch"] = []
             for size in args.batch_sizes:
                 requests = max(4, min(40, 200_000 // size))
                 say(f"[{label}] batches of {size}: {requests} requests")
                 result["batch"].append(measured(server, lambda size=size, requests=requests: load.batches(
-                    base, key, checks, size=size, requests=requests, clients=args.batch_clients)))
+                    base, key, checks, size=size, requests=requests, clients=args.batch_clients, path=args.checks_path)))
         companies = seeded.free[: args.grant_companies]
         say(f"[{label}] grant/revoke: {len(companies)} companies, {args.grant_clients} clients")
         result["grant_revoke"] = measured(server, lambda: load.grant_revoke(
@@ -196,8 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10_000])
     parser.add_argument("--batch-clients", type=int, default=2)
-    parser.add_argument("--grant-companies", type=int, default=1000)
+    parser.add_argument("--grant-companies", type=int, default=500)
     parser.add_argument("--grant-clients", type=int, default=8)
+    parser.add_argument("--check-path", default="/v1/access/check", help=argparse.SUPPRESS)  # to compare routes
+    parser.add_argument("--checks-path", default="/v1/access/checks", help=argparse.SUPPRESS)
     parser.add_argument("--postgres-url", default=None, help="also run on a fresh database of this server")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args(argv)
