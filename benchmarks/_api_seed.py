@@ -4,7 +4,7 @@ Each company has an Accounting and a Banking connection (Linked) and a Commerce 
 five, Deauthorized). The Banking connection was authorized 10-120 days before `now`, so under the UK
 90-day policy about a quarter of them have expired. Every company but the last `free` ones grants Lending
 (its required types on its Linked connections) and every other one Dashboard, through `Ledger.grant_many`;
-every 20th revokes Lending again. The `free` companies grant Dashboard only: the grant/revoke phase grants
+every 20th revokes Lending again; then ANALYZE. The `free` companies grant Dashboard only: the grant/revoke phase grants
 and revokes their Lending consent, one company per operation pair.
 
 `checks` are random Lending questions over the seeded world (a mix of permitted and refused: expired bank
@@ -83,6 +83,8 @@ def seed(engine: Engine, catalog: Catalog, companies: int, free: int, now: datet
     revoked = ids[: companies - free : REVOKE_EVERY]
     for company_id in revoked:
         ledger.revoke(company_id, PRODUCT, reason="bench", at=now - timedelta(days=1), actor="bench", channel="cli")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+        db.exec_driver_sql("ANALYZE")  # statistics, as a database in service has them
     connections = {body["id"]: [c["id"] for c in body["dataConnections"]] for body in bodies}
     grants = len(lending) + len({g["company_id"] for g in dashboard}) - len(refused)
     return Seeded(ids, connections, ids[-free:] if free else [], grants, len(revoked), time.monotonic() - started)
