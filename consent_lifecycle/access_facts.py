@@ -59,7 +59,8 @@ def asked_now(db: Db, checks: pd.DataFrame) -> pd.DataFrame:
     """ASKED_COLUMNS of each check (KEYS), in its order (same index), from the current-state tables."""
     mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
     found = []
-    for part in batched(list(enumerate(checks[KEYS].itertuples(index=False, name=None))), ROWS_PER_STATEMENT):
+    keys = zip(*(checks[column].tolist() for column in KEYS), strict=True)  # not itertuples: slow on strings
+    for part in batched(list(enumerate(keys)), ROWS_PER_STATEMENT):
         rows = ", ".join([f"({', '.join([mark] * 5)})"] * len(part))
         values = tuple(value for i, keys in part for value in (i, *keys))
         found += map(tuple, db.exec_driver_sql(ASKED_SQL.format(rows=rows), values).all())  # Rows: slow in pandas
