@@ -1,8 +1,8 @@
 """One access check, fast: the call a product makes before each read, through the API.
 
-`check_one` answers what `access_check.check_access` answers for one row (the tests hold them equal), with
-one compiled SQL statement and plain Python instead of frames: pandas' per-call overhead is several times
-the whole budget of a single check. The expiry test is the one `expiry.classify` applies, through the same
+`check_one` answers what `access_check.check_access` answers for one row (the tests hold them equal): the
+same statement (`access_facts.ASKED_SQL`, for one row, sent as plain SQL), then plain Python instead of
+frames: pandas' per-call overhead is several times the whole budget of a single check. The expiry test is the one `expiry.classify` applies, through the same
 policy (`Catalog.policy_for`, `ExpiryPolicy.expires_at`).
 """
 
@@ -13,14 +13,14 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import Connection as Db
-from sqlalchemy import Engine, and_, bindparam, exists, select
+from sqlalchemy import Engine
 
 from consent_lifecycle.access_check import check_access
+from consent_lifecycle.access_facts import ASKED_SQL
 from consent_lifecycle.access_reasons import explain
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
-from consent_lifecycle.db.models import Company, Connection, Consent, ConsentConnection, ConsentDataType
 from consent_lifecycle.ledger.scope import check_data_type_key
 
 
@@ -32,34 +32,29 @@ class Decision(NamedTuple):
     message: str
 
 
-#: the company (one row, or none), with its named connection, its consent to the product and whether that
-#: consent covers the data type and the connection: one statement, compiled once
-FACTS = (
-    select(
-        Company.jurisdiction,
-        Connection.company_id.label("owner"),
-        Connection.source_type,
-        Connection.status,
-        Connection.deleted_at,
-        Connection.created_at,
-        Connection.last_authorized_at,
-        Connection.last_reconfirmed_at,
-        Consent.status.label("consent_status"),
-        exists()
-        .where(ConsentDataType.consent_id == Consent.id, ConsentDataType.data_type == bindparam("data_type"))
-        .label("has_type"),
-        exists()
-        .where(
-            ConsentConnection.consent_id == Consent.id,
-            ConsentConnection.connection_id == bindparam("connection_id"),
-        )
-        .label("has_connection"),
-    )
-    .select_from(Company)
-    .outerjoin(Connection, Connection.id == bindparam("connection_id"))
-    .outerjoin(Consent, and_(Consent.company_id == Company.id, Consent.product == bindparam("product")))
-    .where(Company.id == bindparam("company_id"))
-)
+class Facts(NamedTuple):
+    """One check's row of `access_facts.ASKED_SQL` after its position (`ASKED_COLUMNS`, in order; times as
+    the driver gives them: text on SQLite)."""
+
+    company_known: bool
+    consent_id: str | None
+    consent_status: str | None
+    has_type: bool
+    has_connection: bool
+    owner: str | None
+    source_type: str | None
+    status: str | None
+    jurisdiction: str | None
+    created_at: Any
+    last_sync_at: Any
+    last_authorized_at: Any
+    last_reconfirmed_at: Any
+    deleted_at: Any
+
+
+#: the batch's statement for one check, per driver parameter style
+ONE_CHECK = {style: ASKED_SQL.format(rows=f"({', '.join([mark] * 5)})") for style, mark in
+             (("qmark", "?"), ("pyformat", "%s"), ("format", "%s"))}
 
 
 def check_one(
@@ -85,8 +80,8 @@ def check_one(
         code = row["reason"]
     else:
         with read_connection(engine) as db:
-            facts = db.execute(FACTS, names).one_or_none()
-        code = reason_of(facts, catalog, company_id, data_type, as_utc(now))
+            row = db.exec_driver_sql(ONE_CHECK[db.dialect.paramstyle], (0, *names.values())).one()
+        code = reason_of(Facts(*row[1:]), catalog, company_id, data_type, as_utc(now))
     return Decision(code == "permitted", code, explain(code, **names))
 
 
@@ -98,13 +93,13 @@ def read_connection(engine: Engine) -> Db:
     return db.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else db
 
 
-def reason_of(facts: Any, catalog: Catalog, company_id: str, data_type: str, moment: datetime) -> str:
-    """The reason code from FACTS' row (None: no such company), in `access_reasons.REASONS`' order."""
-    if facts is None:
+def reason_of(facts: Facts, catalog: Catalog, company_id: str, data_type: str, moment: datetime) -> str:
+    """The reason code, in `access_reasons.REASONS`' order, as `access_check.decide` finds it for a batch."""
+    if not facts.company_known:
         return "unknown_company"
     if facts.owner != company_id:
         return "connection_not_of_company"
-    if facts.consent_status is None:
+    if facts.consent_id is None:
         return "no_consent"
     if facts.consent_status != "active":
         return "consent_revoked"
@@ -121,14 +116,20 @@ def reason_of(facts: Any, catalog: Catalog, company_id: str, data_type: str, mom
     return "permitted"
 
 
-def expired(connection: Any, catalog: Catalog, moment: datetime) -> bool:
+def expired(connection: Facts, catalog: Catalog, moment: datetime) -> bool:
     """Whether a Linked connection's consent has expired at `moment`, as `expiry.classify` judges it: its
     policy's expiry (authorization, or creation when never seen authorized, and reconfirmation under a
     reconfirmation policy, plus the period) is at or before `moment`; never without a policy."""
     policy = catalog.policy_for(connection.source_type, connection.jurisdiction)
     if policy is None:
         return False
-    authorized = as_utc(connection.last_authorized_at or connection.created_at)
-    reconfirmed = connection.last_reconfirmed_at
-    expires_at = policy.expires_at(authorized, None if reconfirmed is None else as_utc(reconfirmed))
+    authorized = time_of(connection.last_authorized_at) or time_of(connection.created_at)
+    expires_at = policy.expires_at(authorized, time_of(connection.last_reconfirmed_at))
     return expires_at is not None and expires_at <= moment
+
+
+def time_of(value: datetime | str | None) -> datetime | None:
+    """A time as the driver gives it (SQLite: the stored text, naive UTC) as an aware UTC datetime."""
+    if value is None:
+        return None
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)

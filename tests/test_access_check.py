@@ -14,8 +14,9 @@ from sqlalchemy import func, select, update
 
 from consent_lifecycle.access import is_permitted, record_accesses
 from consent_lifecycle.access_check import check_access
+from consent_lifecycle.access_facts import ASKED_COLUMNS
 from consent_lifecycle.access_reasons import CODES, REASONS
-from consent_lifecycle.access_single import check_one
+from consent_lifecycle.access_single import Facts, check_one
 from consent_lifecycle.catalog import CatalogError, load_catalog
 from consent_lifecycle.codat.models import Company
 from consent_lifecycle.db.models import AccessRecord
@@ -161,6 +162,10 @@ def test_single_batch_and_replay_agree(engine, ops, gaps, delete_gone, reconfirm
         single = check_one(engine, CATALOG, row["company_id"], row["product"], row["connection_id"],
                            row["data_type"], now=now, at=middle)
         assert (single.permitted, single.reason) == (row["permitted"], row["reason"])
+
+
+def test_the_single_check_reads_the_batch_statement_by_position():
+    assert list(Facts._fields) == ASKED_COLUMNS
 
 
 def test_each_reason_code(engine):
