@@ -53,8 +53,10 @@ class Facts(NamedTuple):
 
 
 #: the batch's statement for one check, per driver parameter style
-ONE_CHECK = {style: ASKED_SQL.format(rows=f"({', '.join([mark] * 5)})") for style, mark in
-             (("qmark", "?"), ("pyformat", "%s"), ("format", "%s"))}
+ONE_CHECK = {
+    style: ASKED_SQL.format(checks=f"VALUES ({', '.join([mark] * 5)})")
+    for style, mark in (("qmark", "?"), ("pyformat", "%s"), ("format", "%s"))
+}
 
 
 def check_one(
