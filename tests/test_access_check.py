@@ -228,6 +228,12 @@ def test_bad_rows_are_named_and_nothing_is_written(engine):
         assert db.execute(select(func.count()).select_from(AccessRecord)).scalar_one() == 0
 
 
+def test_no_checks_no_answers(engine):
+    empty = pd.DataFrame(columns=["company_id", "product", "connection_id", "data_type"])
+    result = check_access(engine, CATALOG, empty, T0)
+    assert result.empty and list(result.columns) == [*empty.columns, "permitted", "reason"]
+
+
 def test_record_accesses_writes_every_row_in_one_go(engine):
     company_id, ids = new_company(engine)
     reads = pd.DataFrame(
