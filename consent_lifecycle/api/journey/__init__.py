@@ -1,0 +1,1 @@
+"""The hosted consent journey: pages a customer opens from a signed link to confirm, manage and revoke."""
