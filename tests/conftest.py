@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures_webhook",
     "tests.fixtures_receiver",
     "tests.fixtures_flows",
+    "tests.fixtures_api",
     "tests.fixtures_browser",
     "tests.fixtures_journey",
 ]

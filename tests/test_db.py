@@ -82,7 +82,7 @@ def seed(engine: Engine) -> int:
 def test_upgrade_from_empty_then_again_is_a_no_op(empty_db_url: str) -> None:
     assert current(empty_db_url) is None
     upgrade(empty_db_url)
-    assert current(empty_db_url) == head() == "0006"
+    assert current(empty_db_url) == head() == "0007"
     engine = make_engine(empty_db_url)
     try:
         tables = set(sa.inspect(engine).get_table_names())

@@ -16,6 +16,7 @@ import typer
 
 from consent_lifecycle.cli import (
     access,
+    api,
     catalog,
     db,
     deletions,
@@ -52,6 +53,8 @@ for name, group in (
     ("access", access.app),
     ("deletions", deletions.app),
     ("webhooks", webhooks.app),
+    ("api", api.app),
+    ("api-keys", api.keys_app),
 ):
     app.add_typer(group, name=name)
 

@@ -81,7 +81,8 @@ def within(low: int, high: int | None = None) -> Callable[[int | None], int | No
 
 
 #: a database id (positive, and within a signed 64-bit integer)
-ROW_ID = within(1, 2**63 - 1)
+#: ids of rows in INTEGER columns (legal holds, deletion receipts): PostgreSQL refuses a larger number outright
+ROW_ID = within(1, 2**31 - 1)
 
 
 def row_id(value: str) -> int:
@@ -276,7 +277,7 @@ def open_ledger(catalog: Catalog | None = None) -> Iterator[Any]:
     transaction rolled back. Revocations and disconnections are announced to a Prefect server, if set."""
     from consent_lifecycle.ledger import ConsentError, Ledger
 
-    events = _prefect_events()
+    events = prefect_events()
     with open_engine() as engine:
         try:
             yield Ledger(engine, catalog or read_catalog(), on_change=events and events.emit_ledger_change)
@@ -287,7 +288,7 @@ def open_ledger(catalog: Catalog | None = None) -> Iterator[Any]:
                 events.flush()
 
 
-def _prefect_events() -> Any:
+def prefect_events() -> Any:
     """`tasks.events` when PREFECT_API_URL names a Prefect server (revocations and disconnections are then
     announced to it as events, for its automations), else None: Prefect is not even imported."""
     if not os.environ.get("PREFECT_API_URL"):

@@ -432,31 +432,62 @@ class Notification(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(NAME))
 
 
+
+class ApiKey(Base):
+    """A Consent API key: a product's (None: admin). Only its SHA-256 is kept; `prefix` tells keys apart."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("(product IS NULL) = admin", name="product_or_admin"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME), unique=True)  # the actor of its changes
+    product: Mapped[str | None] = mapped_column(String(KEY))
+    admin: Mapped[bool]
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """A POST answered under an `Idempotency-Key` (`status_code` None while it is being answered)."""
+
+    __tablename__ = "idempotency_keys"
+
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # of method, path and body
+    status_code: Mapped[int | None]
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class ApiSecret(Base):
+    """The API's signing secrets (journey links, forms), the same for every worker and host."""
+
+    __tablename__ = "api_secrets"
+
+    name: Mapped[str] = mapped_column(String(KEY), primary_key=True)
+    value: Mapped[str] = mapped_column(String(NAME))
+
+
 # --- the ledger's append-only triggers -------------------------------------------------------------
 # The migration creates the same triggers (its own frozen copy); these make `create_all` agree, so a
 # database built either way refuses to rewrite history.
 
 LEDGER_MESSAGE = "consent_events is append-only"
-
 SQLITE_LEDGER_TRIGGERS: Final[tuple[str, ...]] = tuple(
     f"CREATE TRIGGER consent_events_no_{op.lower()} BEFORE {op} ON consent_events "
     f"BEGIN SELECT RAISE(ABORT, '{LEDGER_MESSAGE}: {op} refused'); END"
     for op in ("UPDATE", "DELETE")
 )
 POSTGRES_LEDGER_DDL: Final[tuple[str, ...]] = (
-    (
-        "CREATE OR REPLACE FUNCTION consent_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        f"BEGIN RAISE EXCEPTION '{LEDGER_MESSAGE}: % refused', TG_OP USING ERRCODE = 'restrict_violation'; "
-        "END $$"
-    ),
-    (
-        "CREATE TRIGGER consent_events_no_update_delete BEFORE UPDATE OR DELETE ON consent_events "
-        "FOR EACH ROW EXECUTE FUNCTION consent_events_append_only()"
-    ),
-    (
-        "CREATE TRIGGER consent_events_no_truncate BEFORE TRUNCATE ON consent_events "
-        "FOR EACH STATEMENT EXECUTE FUNCTION consent_events_append_only()"
-    ),
+    ("CREATE OR REPLACE FUNCTION consent_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    f"BEGIN RAISE EXCEPTION '{LEDGER_MESSAGE}: % refused', TG_OP USING ERRCODE = 'restrict_violation'; END $$"),
+    ("CREATE TRIGGER consent_events_no_update_delete BEFORE UPDATE OR DELETE ON consent_events "
+    "FOR EACH ROW EXECUTE FUNCTION consent_events_append_only()"),
+    ("CREATE TRIGGER consent_events_no_truncate BEFORE TRUNCATE ON consent_events "
+    "FOR EACH STATEMENT EXECUTE FUNCTION consent_events_append_only()"),
 )
 
 for _statement in SQLITE_LEDGER_TRIGGERS:

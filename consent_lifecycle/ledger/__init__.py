@@ -1,8 +1,8 @@
 """The consent ledger: grant, extend, reconfirm, revoke, disconnect; entitlements; impact; legal holds."""
 
-__all__ = ["CHANNELS", "ConsentError", "ConsentView", "Impact", "Ledger", "load_events"]
+__all__ = ["CHANNELS", "ConflictError", "ConsentError", "ConsentView", "Impact", "Ledger", "NotFoundError", "load_events"]
 
-from consent_lifecycle.ledger.errors import ConsentError
+from consent_lifecycle.ledger.errors import ConflictError, ConsentError, NotFoundError
 from consent_lifecycle.ledger.events import load_events
 from consent_lifecycle.ledger.impact import Impact
 from consent_lifecycle.ledger.ledger import Ledger

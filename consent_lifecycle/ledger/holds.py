@@ -13,7 +13,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from consent_lifecycle.clock import iso
 from consent_lifecycle.db.models import LegalHold
-from consent_lifecycle.ledger.errors import ConsentError
+from consent_lifecycle.ledger.errors import ConflictError, ConsentError, NotFoundError
 from consent_lifecycle.ledger.reads import company_snapshot
 from consent_lifecycle.ledger.refusals import aware
 from consent_lifecycle.ledger.scope import check_data_type_key
@@ -50,13 +50,13 @@ class Holds:
         with self.engine.begin() as db:
             hold = db.execute(select(LegalHold.__table__).where(LegalHold.id == hold_id)).one_or_none()
             if hold is None:
-                raise ConsentError(f"no legal hold with id {hold_id}")
+                raise NotFoundError(f"no legal hold with id {hold_id}")
             if aware(at) < hold.placed_at:
                 raise ConsentError(
                     f"--at {iso(aware(at))} is before legal hold {hold_id} was placed ({iso(hold.placed_at)})"
                 )
             if hold.released_at is not None:
-                raise ConsentError(f"legal hold {hold_id} was already released at {iso(hold.released_at)}")
+                raise ConflictError(f"legal hold {hold_id} was already released at {iso(hold.released_at)}")
             db.execute(update(LegalHold).where(LegalHold.id == hold_id).values(released_at=aware(at)))
 
     def holds(self, company_id: str | None = None, include_released: bool = False) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from consent_lifecycle.db.bulk import select_frame
 from consent_lifecycle.db.engine import lock_company
 from consent_lifecycle.db.models import Company, Connection, Consent, ConsentConnection, ConsentDataType
 from consent_lifecycle.ledger import events, refusals
-from consent_lifecycle.ledger.errors import ConsentError
+from consent_lifecycle.ledger.errors import ConflictError, NotFoundError
 from consent_lifecycle.ledger.impact import Impact, impact
 from consent_lifecycle.ledger.refusals import aware
 from consent_lifecycle.ledger.replay import ConsentState, replay
@@ -102,9 +102,9 @@ def company_snapshot(db: Db, company_id: str, *, lock: bool = False) -> pd.DataF
         lock_company(db, company_id)
     found = db.execute(select(Company.id, Company.deleted_at).where(Company.id == company_id)).one_or_none()
     if found is None:
-        raise ConsentError(refusals.unknown_company(company_id))
+        raise NotFoundError(refusals.unknown_company(company_id))
     if found.deleted_at is not None and lock:  # its history stays readable
-        raise ConsentError(refusals.company_deleted(company_id, found.deleted_at))
+        raise ConflictError(refusals.company_deleted(company_id, found.deleted_at))
     return snapshot(db, company_id)
 
 
@@ -140,7 +140,7 @@ def active_consent(db: Db, company_id: str, product: str, action: str) -> dict[s
     """`consent_row`, refused (naming `action`) unless the consent is active."""
     current = consent_row(db, company_id, product)
     if current is None or current["status"] != "active":
-        raise ConsentError(refusals.not_active(action, product, company_id, revoked=current is not None))
+        raise ConflictError(refusals.not_active(action, product, company_id, revoked=current is not None))
     return current
 
 

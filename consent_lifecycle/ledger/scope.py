@@ -15,7 +15,7 @@ import pandas as pd
 
 from consent_lifecycle.catalog import Catalog, CatalogError, Product
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
-from consent_lifecycle.ledger.errors import ConsentError
+from consent_lifecycle.ledger.errors import ConflictError, ConsentError, NotFoundError
 from consent_lifecycle.ledger.refusals import no_linked_connection
 
 CHANNELS = ("ui", "api", "cli")
@@ -31,7 +31,7 @@ def product_of(catalog: Catalog, key: str) -> Product:
     try:
         return catalog.product(key)
     except CatalogError as exc:
-        raise ConsentError(str(exc)) from None
+        raise NotFoundError(str(exc)) from None
 
 
 def check_channel(channel: str) -> None:
@@ -62,7 +62,7 @@ def check_data_types(product: Product, data_types: Iterable[str]) -> frozenset[s
 def check_known_connection(company_id: str, connection_id: str, connections: pd.DataFrame) -> None:
     """`connection_id` must be one of the company's connections in the snapshot (`connections`: its rows)."""
     if connection_id not in set(connections["id"]):
-        raise ConsentError(
+        raise NotFoundError(
             f"connection {connection_id} is not a connection of company {company_id} in the snapshot "
             "(run `consent sync` if it was linked recently)"
         )
@@ -117,7 +117,7 @@ def resolve_grant(
         chosen = default_connections(types, connections)
         if not chosen:
             sources = "/".join(sorted({DATA_TYPE_SOURCE[d] for d in types}))
-            raise ConsentError(no_linked_connection(company_id, sources, product.key))
+            raise ConflictError(no_linked_connection(company_id, sources, product.key))
     return Scope(types, chosen)
 
 
@@ -135,7 +135,7 @@ def resolve_extension(
     chosen = check_connections(company_id, connection_ids or (), combined_types, connections)
     added = Scope(types - current.data_types, chosen - current.connections)
     if not added.data_types and not added.connections:
-        raise ConsentError(
+        raise ConflictError(
             f"extending {product.key!r} for company {company_id} adds nothing: "
             "name a new --data-type or --connection"
         )

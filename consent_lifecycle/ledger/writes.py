@@ -22,7 +22,7 @@ from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc
 from consent_lifecycle.db.models import Connection, Consent, ConsentConnection, ConsentDataType
 from consent_lifecycle.ledger import events, refusals
-from consent_lifecycle.ledger.errors import ConsentError
+from consent_lifecycle.ledger.errors import ConflictError, ConsentError
 from consent_lifecycle.ledger.impact import Impact
 from consent_lifecycle.ledger.reads import (
     active_consent,
@@ -79,7 +79,7 @@ class Writes:
             snapshot = company_snapshot(db, company_id, lock=True)
             current = consent_row(db, company_id, product)
             if current is not None and current["status"] == "active":
-                raise ConsentError(refusals.already_granted(product, company_id))
+                raise ConflictError(refusals.already_granted(product, company_id))
             _not_before(current, at, company_id, product)
             scope = resolve_grant(spec, company_id, snapshot, data_types, connections)
             consent_id = current["id"] if current is not None else str(uuid.uuid4())
@@ -257,7 +257,7 @@ class Writes:
                 .order_by(Consent.product)
             ).all()
             if not users:
-                raise ConsentError(
+                raise ConflictError(
                     f"no active consent of company {company_id} uses connection {connection_id}"
                 )
             for user in users:
@@ -381,4 +381,4 @@ def _not_before(current: dict[str, Any] | None, at: datetime, company_id: str, p
         return
     last = as_utc(current["updated_at"])
     if at < last:
-        raise ConsentError(refusals.earlier_than_last(at, product, company_id, last))
+        raise ConflictError(refusals.earlier_than_last(at, product, company_id, last))
