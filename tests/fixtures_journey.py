@@ -20,11 +20,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from codat_sandbox.runner import serving
-from consent_lifecycle.api.journey import router
+from consent_lifecycle.api import create_app
 from consent_lifecycle.api.journey.links import make_link
 from consent_lifecycle.catalog import Catalog, load_catalog
 from consent_lifecycle.clock import utcnow
@@ -32,12 +30,13 @@ from consent_lifecycle.codat.models import Company
 from consent_lifecycle.db import make_engine
 from consent_lifecycle.ledger import Ledger
 from consent_lifecycle.snapshot import observe, store
+from tests.fixtures_api import company, connection, serve_app
 
 SECRET = b"journey-test-secret-0123456789abcdef"
-NEW = "a0000000-0000-4000-8000-000000000001"
-EXISTING = "a0000000-0000-4000-8000-000000000002"
-EXPIRED = "a0000000-0000-4000-8000-000000000003"
-OTHER = "a0000000-0000-4000-8000-000000000004"
+NEW = "d0000000-0000-4000-8000-000000000001"
+EXISTING = "d0000000-0000-4000-8000-000000000002"
+EXPIRED = "d0000000-0000-4000-8000-000000000003"
+OTHER = "d0000000-0000-4000-8000-000000000004"
 NAMES = {NEW: "Newco Bakery Ltd", EXISTING: "Existing Joinery Ltd", EXPIRED: "Lapsed Florist Ltd",
          OTHER: "Other Garage Ltd"}
 
@@ -53,19 +52,11 @@ HSBC = {c: connection_id(c, 3) for c in NAMES}
 
 def codat_company(company_id: str, connections: list[tuple[str, str, str, str, datetime]]) -> Company:
     """A Codat company as listed, with (id, platform, source type, status, created) connections."""
-    return Company.model_validate({
-        "id": company_id, "name": NAMES[company_id], "redirect": f"https://link.codat.io/company/{company_id}",
-        "created": "2026-01-05T00:00:00Z", "tags": {"region": "UK"},
-        "dataConnections": [
-            {
-                "id": cid, "integrationId": "44444444-4444-4444-8444-444444444444",
-                "sourceId": "55555555-5555-4555-8555-555555555555", "platformName": platform,
-                "linkUrl": f"https://link-api.codat.io/companies/{company_id}/connections/{cid}/start",
-                "status": status, "created": created.isoformat(), "sourceType": source_type,
-            }
-            for cid, platform, source_type, status, created in connections
-        ],
-    })
+    listed = [
+        {**connection(company_id, cid, source_type, status, created), "platformName": platform}
+        for cid, platform, source_type, status, created in connections
+    ]
+    return company(company_id, NAMES[company_id], listed)
 
 
 def companies(now: datetime) -> dict[str, list[tuple[str, str, str, str, datetime]]]:
@@ -79,15 +70,6 @@ def companies(now: datetime) -> dict[str, list[tuple[str, str, str, str, datetim
                   (HSBC[EXPIRED], "HSBC", "Banking", "Deauthorized", now - timedelta(days=150))],
         OTHER: [(XERO[OTHER], *xero)],
     }
-
-
-def journey_app(engine: Engine, catalog: Catalog, secret: bytes) -> FastAPI:
-    """The journey's router on an app holding what the Consent API's app holds."""
-    app = FastAPI()
-    app.state.engine, app.state.catalog, app.state.secret = engine, catalog, secret
-    app.state.ledger = Ledger(engine, catalog)
-    app.include_router(router)
-    return app
 
 
 @dataclass
@@ -133,7 +115,7 @@ def journey(db_url: str) -> Iterator[JourneyWorld]:
     ledger.grant(EXISTING, "dashboard", **who)
     ledger.grant(EXPIRED, "lending", **who)
     try:
-        with serving(journey_app(engine, catalog, SECRET)) as base_url:
+        with serve_app(create_app(engine, catalog, secret=SECRET)) as base_url:
             yield JourneyWorld(base_url, engine, catalog, ledger, seeded_at, listed)
     finally:
         engine.dispose()

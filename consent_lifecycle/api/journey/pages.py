@@ -36,6 +36,7 @@ from consent_lifecycle.api.journey.views import (
     ordered,
     platform_names,
 )
+from consent_lifecycle.api.problems import status_of
 from consent_lifecycle.catalog import Catalog, CatalogError, UnknownProductError
 from consent_lifecycle.clock import utcnow
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
@@ -79,11 +80,6 @@ def wording(catalog: Catalog) -> str:
     return f"catalog-{catalog.version}"
 
 
-def ledger_status(error: ConsentError) -> int:
-    """A ledger refusal as a status: the state refuses it (409)."""
-    return 409
-
-
 def page(route: Callable[..., Response]) -> Callable[..., Response]:
     """Render what a route refuses as a readable page, never a 500 or a JSON problem."""
 
@@ -96,9 +92,9 @@ def page(route: Callable[..., Response]) -> Callable[..., Response]:
         except UnknownProductError as error:
             return refusal(request, Refused(404, "No such product", str(error)))
         except ConsentError as error:
-            return refusal(request, Refused(ledger_status(error), "That could not be done", str(error)))
+            return refusal(request, Refused(status_of(error), "That could not be done", str(error)))
         except CatalogError as error:
-            return refusal(request, Refused(422, "That could not be done", str(error)))
+            return refusal(request, Refused(status_of(error), "That could not be done", str(error)))
         except Refused as error:
             return refusal(request, error)
 
