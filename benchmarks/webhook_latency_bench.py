@@ -77,7 +77,7 @@ class Served:
         self.workdir = workdir
         self.key = secrets.token_urlsafe(24)
         self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-        self.ports = {name: free_port() for name in ("prefect", "sandbox", "webhooks")}
+        self.ports = {name: free_port() for name in ("prefect", "sandbox", "webhooks", "api")}
         self.sandbox_url = f"http://127.0.0.1:{self.ports['sandbox']}"
         self.api_url = f"http://127.0.0.1:{self.ports['prefect']}/api"
         self.database = workdir / "consent.db"
@@ -102,6 +102,7 @@ class Served:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "deployments.serve", "--port", str(self.ports["prefect"]),
                 "--sandbox-port", str(self.ports["sandbox"]), "--webhook-port", str(self.ports["webhooks"]),
+                "--api-port", str(self.ports["api"]),
                 "--sandbox-companies", str(self.companies), "--log-dir", str(self.workdir / "logs")]
 
     def http(self) -> httpx.Client:

@@ -21,9 +21,11 @@ What it does, in order:
    CONSENT_CODAT_WEBHOOK_SECRET (generated if unset): Codat events are stored in the inbox and nudge the
    `codat-events` deployment; the sandbox started here is told to send them there. Its `/alerts` inbox (.consent/alerts.jsonl)
    receives the failure alerts unless CONSENT_ALERT_WEBHOOK_URL is set.
-5. Automations: the failure alert (deployments/automations.py), and with the deployments their prefect.yaml
+5. The Consent API: starts `consent api serve` (`--api-port`, default 8730; `--api-workers`, default 2) on the
+   consent database, with the hosted consent journey; revocations made through it reach Prefect as events.
+6. Automations: the failure alert (deployments/automations.py), and with the deployments their prefect.yaml
    `triggers:` (a revocation or disconnection plans that company's deletions).
-6. Serves each deployment of prefect.yaml (schedules, parameters, tags, concurrency limit, triggers) with
+7. Serves each deployment of prefect.yaml (schedules, parameters, tags, concurrency limit, triggers) with
    `prefect.serve`: flow runs, scheduled or triggered from the UI or `prefect deployment run`, execute in
    subprocesses of this one. The work pool of prefect.yaml is for `prefect deploy` + a worker; serving
    needs none.
@@ -118,6 +120,17 @@ def start_receiver(stack: ExitStack, port: int, secret: str, log_dir: Path) -> s
     return base_url
 
 
+def start_api(stack: ExitStack, port: int, workers: int, log_dir: Path) -> str:
+    """Start the Consent API (`consent api serve`) on HOST:`port`; returns its base URL once it answers."""
+    require_free(port, "a Consent API", "Pass --api-port.")
+    log_path = log_dir / "api.log"
+    argv = [executable("consent"), "api", "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    process = stack.enter_context(running(argv, log_path, dict(os.environ)))
+    base_url = f"http://{HOST}:{port}"
+    wait_for(f"{base_url}/healthz", process, log_path, lambda r: r.status_code == 200)
+    return base_url
+
+
 def send_sandbox_webhooks(sandbox_url: str, api_key: str, receiver_url: str, secret: str) -> None:
     """Tell the sandbox to sign and send its webhooks to the receiver."""
     auth = {"Authorization": "Basic " + base64.b64encode(api_key.encode()).decode()}
@@ -155,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sandbox-companies", type=int, default=50, help="companies the sandbox seeds (default 50)")
     parser.add_argument("--webhook-port", type=int, default=8720,
                         help="port of the webhook receiver and alert inbox (default 8720)")
+    parser.add_argument("--api-port", type=int, default=8730, help="port of the Consent API (default 8730)")
+    parser.add_argument("--api-workers", type=int, default=2, help="worker processes of the Consent API (default 2)")
     parser.add_argument("--log-dir", type=Path, default=Path(".consent/logs"),
                         help="where the server's and the sandbox's output go (default .consent/logs)")
     return parser.parse_args(argv)
@@ -184,13 +199,14 @@ def main(argv: list[str] | None = None) -> None:
             if sandbox_url:
                 send_sandbox_webhooks(sandbox_url, os.environ["CONSENT_CODAT_API_KEY"], receiver_url, secret)
             os.environ.setdefault("CONSENT_ALERT_WEBHOOK_URL", f"{receiver_url}/alerts")
-            serve(sandbox_url, database, receiver_url)
+            api_url = start_api(stack, args.api_port, args.api_workers, args.log_dir)
+            serve(sandbox_url, database, receiver_url, api_url)
         except KeyboardInterrupt:
             pass
         print("stopping ...", flush=True)
 
 
-def serve(sandbox_url: str | None, database: str, receiver_url: str) -> None:
+def serve(sandbox_url: str | None, database: str, receiver_url: str, api_url: str) -> None:
     """Import Prefect (PREFECT_API_URL is settled now), create the failure alert, print where everything
     is, serve until stopped."""
     import prefect
@@ -213,6 +229,8 @@ def serve(sandbox_url: str | None, database: str, receiver_url: str) -> None:
     print(f"Consent DB:   {database}", flush=True)
     print(f"Webhooks in:  {receiver_url}/webhooks/codat", flush=True)
     print(f"Alerts:       {FAILURE_AUTOMATION} -> {alert_url}", flush=True)
+    print(f"Consent API:  {api_url} (docs at {api_url}/docs; a key: consent api-keys create --product lending)",
+          flush=True)
     print(f"Serving {len(deployments)} deployments from {PREFECT_YAML}; Ctrl-C stops everything.", flush=True)
     prefect.serve(*deployments)
 

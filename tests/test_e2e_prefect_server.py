@@ -107,6 +107,7 @@ class Served:
     home: Path
     env: dict[str, str]
     webhooks: str = ""
+    consent_api: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """`python -m deployments.serve --no-server` on that server, with a temp consent database and its own
     sandbox; yields once every prefect.yaml deployment exists. Stopping it must stop its sandbox too."""
     home = tmp_path_factory.mktemp("serve")
-    sandbox_port, webhook_port = _free_port(), _free_port()
+    sandbox_port, webhook_port, api_port = _free_port(), _free_port(), _free_port()
     env = _clean_env(
         home / "prefect-home",
         PREFECT_API_URL=prefect_api,
@@ -125,7 +126,8 @@ def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     log = home / "serve.log"
     argv = [sys.executable, "-m", "deployments.serve", "--no-server", "--sandbox-port", str(sandbox_port),
-            "--webhook-port", str(webhook_port), "--log-dir", str(home / "logs")]
+            "--webhook-port", str(webhook_port), "--api-port", str(api_port), "--api-workers", "1",
+            "--log-dir", str(home / "logs")]
     expected = {spec["name"] for spec in deployment_specs()}
     leftovers: list[int] = []
     http = httpx.Client(base_url=prefect_api, timeout=30, transport=RetryOn503())
@@ -136,10 +138,12 @@ def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 assert serve.poll() is None, f"serve exited with {serve.returncode}:\n{_tail(log)}"
                 assert time.monotonic() < deadline, f"deployments not served in time:\n{_tail(log)}"
                 time.sleep(0.5)
-            yield Served(prefect_api, http, log, home, env, f"http://127.0.0.1:{webhook_port}/webhooks/codat")
+            yield Served(prefect_api, http, log, home, env, f"http://127.0.0.1:{webhook_port}/webhooks/codat",
+                         f"http://127.0.0.1:{api_port}")
     finally:
         leftovers = _kill_leftovers(f"sandbox serve --host 127.0.0.1 --port {sandbox_port}")
         leftovers += _kill_leftovers(f"webhooks serve --host 127.0.0.1 --port {webhook_port}")
+        leftovers += _kill_leftovers(f"api serve --host 127.0.0.1 --port {api_port}")
     assert not leftovers, f"serve left its sandbox or receiver running (killed {leftovers}):\n{_tail(log)}"
 
 
@@ -294,41 +298,62 @@ def test_a_failed_run_alerts_the_operators_through_the_failure_automation(served
     assert "is not before window_end" in alert["text"]
 
 
-def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
-    assert _run_deployment(served, "connection-expiry-scan", {})["state"]["type"] == "COMPLETED"
+def _consent(served: Served, *args: str) -> str:
+    """The `consent` CLI as an operator runs it, with serve's database and PREFECT_API_URL; its stdout."""
+    argv = [str(Path(sys.executable).with_name("consent")), *args]
+    done = subprocess.run(argv, env=served.env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _planned_runs(served: Served, company: str) -> list[dict[str, Any]]:
+    """The retention-enforcement runs planning `company`'s deletions."""
+    response = served.http.post("/flow_runs/filter", json={
+        "flow_runs": {"tags": {"all_": ["consent"]}}, "deployments": {"name": {"any_": ["retention-enforcement"]}},
+    })
+    response.raise_for_status()
+    return [r for r in response.json() if r["parameters"].get("company_ids") == [company]]
+
+
+def _accounting_company(served: Served, offset: int) -> str:
     with sqlite3.connect(served.home / "consent.db") as db:
         (company,) = db.execute(
             "SELECT company_id FROM connections WHERE source_type = 'Accounting' AND status = 'Linked' "
-            "ORDER BY company_id LIMIT 1"
+            "ORDER BY company_id LIMIT 1 OFFSET ?", (offset,)
         ).fetchone()
+    return company
+
+
+def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
+    assert _run_deployment(served, "connection-expiry-scan", {})["state"]["type"] == "COMPLETED"
+    company = _accounting_company(served, 0)
     trigger = _automations(served)["retention-enforcement__automation_1"]
     assert set(trigger["trigger"]["expect"]) == {"consent.revoked", "consent.disconnected"}
 
-    def consent(*args: str) -> None:
-        """The `consent` CLI as an operator runs it, with serve's database and PREFECT_API_URL."""
-        argv = [str(Path(sys.executable).with_name("consent")), *args]
-        done = subprocess.run(argv, env=served.env, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                              check=False)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-    consent("grant", company, "dashboard")
+    _consent(served, "grant", company, "dashboard")
     revoked_at = time.monotonic()
-    consent("revoke", company, "dashboard", "--yes")
-
-    def planned_run() -> list[dict[str, Any]]:
-        response = served.http.post("/flow_runs/filter", json={
-            "flow_runs": {"tags": {"all_": ["consent"]}}, "deployments": {"name": {"any_": ["retention-enforcement"]}},
-        })
-        response.raise_for_status()
-        return [r for r in response.json() if r["parameters"].get("company_ids") == [company]]
-
-    (run,) = _eventually(planned_run, f"no retention run for company {company}", served, timeout=30)
+    _consent(served, "revoke", company, "dashboard", "--yes")
+    (run,) = _eventually(lambda: _planned_runs(served, company), f"no retention run for company {company}", served,
+                         timeout=30)
     assert run["parameters"]["dry_run"] is True
     run = _finished(served, run["id"])
     seconds = time.monotonic() - revoked_at
     assert run["state"]["name"] == "Dry run", (run["state"], seconds)
     planned = json.loads(_artifacts(served, run["id"])["retention-planned"]["data"])
     assert planned and {item["company_id"] for item in planned} == {company}
+
+
+def test_a_product_revoking_through_the_served_consent_api_plans_the_deletions_too(served):
+    assert _run_deployment(served, "connection-expiry-scan", {})["state"]["type"] == "COMPLETED"
+    company = _accounting_company(served, 1)
+    key = _consent(served, "api-keys", "create", "--product", "dashboard").strip().splitlines()[-1]
+    with httpx.Client(base_url=served.consent_api, headers={"Authorization": f"Bearer {key}"}, timeout=30) as product:
+        assert product.post(f"/v1/companies/{company}/consents/dashboard").status_code == 201
+        revoked = product.post(f"/v1/companies/{company}/consents/dashboard/revoke", json={"reason": "churned"})
+        assert revoked.status_code == 200, revoked.text
+    (run,) = _eventually(lambda: _planned_runs(served, company), f"no retention run for company {company}", served,
+                         timeout=30)
+    assert _finished(served, run["id"])["state"]["type"] == "COMPLETED"
 
 
 def test_a_webhook_delivery_is_processed_within_seconds_through_the_trigger(served):

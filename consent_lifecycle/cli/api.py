@@ -43,7 +43,7 @@ def app_from_env() -> Any:
 @app.command("serve")
 def api_serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(callback=within(0, 65535), help="Port to bind.")] = 8720,
+    port: Annotated[int, typer.Option(callback=within(0, 65535), help="Port to bind.")] = 8730,
     workers: Annotated[
         int, typer.Option(callback=within(1, 64), help="Worker processes (the machine's cores is a good start).")
     ] = 1,
