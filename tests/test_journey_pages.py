@@ -10,8 +10,10 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from consent_lifecycle.api import create_app
 from consent_lifecycle.clock import parse_iso, utcnow
-from tests.fixtures_api import ACME, GLOBEX, UNKNOWN
+from consent_lifecycle.settings import Settings
+from tests.fixtures_api import ACME, GLOBEX, UNKNOWN, serve_app
 from tests.fixtures_journey import EXISTING, NAMES, NEW, OTHER, XERO
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -164,3 +166,11 @@ def test_a_link_for_an_unknown_company_is_not_made(api):
     with api.client("admin") as client:
         answer = client.post(f"/v1/companies/{UNKNOWN}/journey-links", json={})
     assert answer.status_code == 404 and UNKNOWN in answer.json()["detail"]
+
+
+def test_links_are_made_on_the_public_base_url_when_one_is_set(api):
+    app = create_app(api.engine, api.catalog, settings=Settings(journey_base_url="https://consent.example.com/"))
+    admin = {"Authorization": f"Bearer {api.keys['admin']}"}
+    with serve_app(app) as url, httpx.Client(base_url=url, headers=admin) as client:
+        made = client.post(f"/v1/companies/{ACME}/journey-links", json={"product": "lending"}).json()
+    assert made["url"].startswith(f"https://consent.example.com/journey/companies/{ACME}/consents/lending?token=")

@@ -1,9 +1,9 @@
 """`POST /v1/companies/{company_id}/journey-links`: a product (or an admin) makes the signed, expiring link it
 sends its customer: to one product's confirm page (`product`), or to the company's manage page (no product).
+The URL is on the setting CONSENT_JOURNEY_BASE_URL when set, else on the request's base URL.
 
 A product key makes links for its own product only (403 otherwise), and the manage link, where the customer
-sees and changes all their consents themselves. The URL is built on the request's base URL (behind a proxy:
-uvicorn's --proxy-headers and --root-path make it the public one).
+sees and changes all their consents themselves.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ def create_journey_link(
         else:
             page = request.url_for("journey_confirm", company_id=company_id, product=body.product)
         url = str(page.include_query_params(token=token))
+        public = state.settings.journey_base_url
+        if public:  # behind a proxy or on another host name than the API's clients use
+            url = public.rstrip("/") + url.removeprefix(str(request.base_url).rstrip("/"))
         return 201, {"company_id": company_id, "product": body.product, "url": url, "expires_at": iso(expires_at)}
 
     return answer_once(request, who, body.model_dump(mode="json"), answer)
