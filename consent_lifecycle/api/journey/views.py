@@ -91,7 +91,7 @@ def confirm_plan(product: Product, consent: ConsentView | None, connections: pd.
         chosen = default_connections(types, connections)
         if not chosen:
             sources = " or ".join(sorted({DATA_TYPE_SOURCE[t] for t in types}))
-            return Plan(None, tuple(ordered(types)), (), f"first connect a {sources.lower()} platform")
+            return Plan(None, tuple(ordered(types)), (), f"first connect your {sources.lower()} platform")
         return Plan("grant", tuple(ordered(types)), tuple(sorted(chosen)))
     new_types = product.required - set(consent.data_types)
     carried = default_connections(frozenset(consent.data_types) | new_types, connections)
