@@ -118,11 +118,22 @@ def test_ledger_refusals_and_unknowns_are_pages_not_errors(journey):
         form = fields(client.get(url).text)
         stale = client.post(url.split("?")[0], data={**form, "wording_version": "catalog-0"})
         assert stale.status_code == 409 and "has changed" in stale.text
-        # the same confirmation twice: the second is refused by the ledger, as a page
+        # the same confirmation twice (a double click) records it once and says it is done
         assert client.post(url.split("?")[0], data=form).status_code == 303
         again = client.post(url.split("?")[0], data=form)
-        assert again.status_code == 409 and "already" in again.text
-    assert journey.ui_events(NEW) == [("lending", "granted")]
+        assert again.status_code == 303 and "done=granted" in again.headers["location"]
+        # a grant form whose scope the consent does not cover is refused by the ledger, as a page
+        wider = {**form, "data_type": [*form["data_type"], "payments"]}
+        refused = client.post(url.split("?")[0], data=wider)
+        assert refused.status_code == 409 and "already" in refused.text and "lending" in refused.text
+        # revoking twice: once
+        manage = journey.link(NEW)
+        revoke = manage.replace("?", "/consents/lending/revoke?")
+        form = fields(client.get(revoke).text)
+        for _ in range(2):
+            answer = client.post(revoke.split("?")[0], data={**form, "reason": "no longer needed"})
+            assert answer.status_code == 303 and "done=revoked" in answer.headers["location"]
+    assert journey.ui_events(NEW) == [("lending", "granted"), ("lending", "revoked")]
 
 
 def test_nothing_new_to_confirm_has_no_button(journey):

@@ -32,6 +32,7 @@ from consent_lifecycle.api.journey.views import (
     confirm_plan,
     connection_rows,
     consent_rows,
+    covers,
     impact_sentences,
     ordered,
     platform_names,
@@ -220,7 +221,9 @@ def confirm(request: Request, company_id: str, product: str, form: Form) -> Resp
     data_types, connections = form.get("data_type", []), form.get("connection", [])
     who = {"actor": ACTOR, "channel": "ui", "at": utcnow()}
     action = first(form, "action")
-    if action == "grant" and data_types and connections:
+    if action in ("grant", "extend") and covers(consent_of(request, company_id, product), data_types, connections):
+        done = "granted" if action == "grant" else "extended"  # the same form sent twice (a double click)
+    elif action == "grant" and data_types and connections:
         ledger.grant(company_id, product, data_types=data_types, connections=connections,
                      wording_version=wording(catalog), **who)
         done = "granted"
@@ -254,6 +257,9 @@ def revoke(request: Request, company_id: str, product: str, form: Form) -> Respo
     token = posted(request, form, company_id)
     request.app.state.catalog.product(product)
     reason = " ".join(first(form, "reason").split())[:500] or DEFAULT_REASON
+    current = consent_of(request, company_id, product)
+    if current is not None and current.status == "revoked":  # the same form sent twice (a double click)
+        return back(request, "journey_manage", token, "revoked", company_id=company_id)
     request.app.state.ledger.revoke(company_id, product, reason=reason, actor=ACTOR, channel="ui", at=utcnow())
     return back(request, "journey_manage", token, "revoked", company_id=company_id)
 

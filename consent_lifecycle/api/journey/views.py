@@ -101,6 +101,14 @@ def confirm_plan(product: Product, consent: ConsentView | None, connections: pd.
     return Plan("extend", tuple(ordered(new_types)), tuple(sorted(new_connections)))
 
 
+def covers(consent: ConsentView | None, data_types: Iterable[str], connections: Iterable[str]) -> bool:
+    """The active `consent` already covers these data types and connections: confirming them records nothing."""
+    return (
+        consent is not None and consent.status == "active"
+        and set(data_types) <= set(consent.data_types) and set(connections) <= set(consent.connections)
+    )
+
+
 def phrase(name: str) -> str:
     """A display name inside a sentence: "Balance sheets" -> "balance sheets" (an acronym stays)."""
     return name if name[1:2].isupper() else name[:1].lower() + name[1:]
