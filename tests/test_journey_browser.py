@@ -33,12 +33,15 @@ def test_s1_a_new_customer_confirms_their_first_consent(journey, page):
     expect(page.locator("#connections")).to_contain_text("Barclays")
     expect(page.locator("#wording")).to_have_text("catalog-1")
 
+    page.get_by_label("Bank balances: how much is in each of your bank accounts").check()  # optional
     page.get_by_role("button", name="Confirm").click()
     expect(page.get_by_role("status")).to_have_text("Thank you: your consent is recorded.")
-    expect(page.locator("#nothing-new")).to_contain_text("you already share everything")
+    expect(page.get_by_role("heading", name="What you already share with Lending origination")).to_be_visible()
     assert journey.ui_events(NEW) == [("lending", "granted")]
     event = journey.history(NEW)[0]
     assert set(event["connection_ids"]) == {XERO[NEW], BARCLAYS[NEW]} and event["wording_version"] == "catalog-1"
+    lending = journey.catalog.product("lending")
+    assert set(event["data_types"]) == lending.required | {"banking-accountBalances"}
 
 
 def test_s2_an_existing_customer_shares_with_another_product_without_logging_in_again(journey, page):

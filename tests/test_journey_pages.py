@@ -137,6 +137,8 @@ def test_ledger_refusals_and_unknowns_are_pages_not_errors(journey):
 
 
 def test_nothing_new_to_confirm_has_no_button(journey):
+    optional = sorted(journey.catalog.product("dashboard").optional)
+    journey.ledger.extend(EXISTING, "dashboard", data_types=optional, actor="seed", channel="cli", at=utcnow())
     with httpx.Client() as client:
         page = client.get(journey.link(EXISTING, "dashboard"))
     assert page.status_code == 200 and "already share everything" in page.text and "<button" not in page.text

@@ -50,9 +50,21 @@ def test_an_active_consent_is_extended_by_what_is_new_only():
     current = consent("lending", set(lending.required) - {"balanceSheet"}, {BOOKS, BANK})
     plan = confirm_plan(lending, current, listed)
     assert (plan.action, plan.data_types, plan.connections) == ("extend", ("balanceSheet",), (NEW_BANK,))
-    everything = consent("lending", set(lending.required), {BOOKS, BANK, NEW_BANK})
+    assert plan.optional == tuple(sorted(lending.optional - {"banking-accountBalances"})) + ("banking-accountBalances",)
+    required = consent("lending", set(lending.required), {BOOKS, BANK, NEW_BANK})
+    optional_only = confirm_plan(lending, required, listed)
+    assert (optional_only.action, optional_only.data_types, optional_only.connections) == ("extend", (), ())
+    assert set(optional_only.optional) == lending.optional
+    everything = consent("lending", set(lending.data_types), {BOOKS, BANK, NEW_BANK})
     nothing = confirm_plan(lending, everything, listed)
     assert nothing.action is None and nothing.why == "you already share everything this product needs"
+
+
+def test_optional_types_are_offered_only_where_a_connection_in_scope_carries_them():
+    lending = CATALOG.product("lending")
+    books_only = consent("lending", {"balanceSheet"}, {BOOKS})
+    plan = confirm_plan(lending, books_only, connections((BOOKS, "Accounting", "Linked")))
+    assert "banking-accountBalances" not in plan.optional and "payments" in plan.optional
 
 
 def test_a_revocation_in_plain_words():

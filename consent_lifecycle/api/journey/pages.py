@@ -204,6 +204,7 @@ def confirm_page(request: Request, company_id: str, product: str, token: str = "
     return render(
         request, "confirm.html", token=token, company=facts, product=spec, plan=plan,
         data_types=[catalog.describe(t) for t in plan.data_types],
+        optional=[catalog.describe(t) for t in plan.optional],
         shared=[catalog.describe(t) for t in ordered(shared)], connections=connections,
         wording=wording(catalog), message=DONE.get(done), manage=link.product is None,
     )
@@ -221,7 +222,9 @@ def confirm(request: Request, company_id: str, product: str, form: Form) -> Resp
     data_types, connections = form.get("data_type", []), form.get("connection", [])
     who = {"actor": ACTOR, "channel": "ui", "at": utcnow()}
     action = first(form, "action")
-    if action in ("grant", "extend") and covers(consent_of(request, company_id, product), data_types, connections):
+    if action == "extend" and not data_types and not connections:  # no optional type ticked, nothing else new
+        done = "unchanged"
+    elif action in ("grant", "extend") and covers(consent_of(request, company_id, product), data_types, connections):
         done = "granted" if action == "grant" else "extended"  # the same form sent twice (a double click)
     elif action == "grant" and data_types and connections:
         ledger.grant(company_id, product, data_types=data_types, connections=connections,

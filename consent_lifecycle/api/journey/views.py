@@ -39,12 +39,15 @@ class CompanyFacts:
 
 @dataclass(frozen=True)
 class Plan:
-    """What "Confirm" would record for a product: a grant, an extension, or nothing (`action` None, `why`)."""
+    """What "Confirm" would record for a product: a grant, an extension, or nothing (`action` None, `why`).
+    `optional`: the product's optional data types the customer may tick as well (carried by the connections
+    in scope, not shared yet)."""
 
     action: str | None
     data_types: tuple[str, ...]
     connections: tuple[str, ...]
     why: str = ""
+    optional: tuple[str, ...] = ()
 
 
 def company_facts(engine: Engine, catalog: Catalog, company_id: str, now: datetime) -> CompanyFacts | None:
@@ -85,20 +88,30 @@ def ordered(data_types: Iterable[str]) -> list[str]:
 def confirm_plan(product: Product, consent: ConsentView | None, connections: pd.DataFrame) -> Plan:
     """A grant of the product's required data types on the company's Linked connections that carry them;
     or, for an active consent, an extension by what is new: required types it does not cover yet, and Linked
-    connections carrying its data types that it does not use yet. Nothing when nothing is new."""
+    connections carrying its data types that it does not use yet. Either offers the optional types the
+    connections in scope carry. Nothing when nothing is new and no optional type is left to offer."""
     if consent is None or consent.status != "active":
         types = product.required
         chosen = default_connections(types, connections)
         if not chosen:
             sources = " or ".join(sorted({DATA_TYPE_SOURCE[t] for t in types}))
             return Plan(None, tuple(ordered(types)), (), f"first connect your {sources.lower()} platform")
-        return Plan("grant", tuple(ordered(types)), tuple(sorted(chosen)))
-    new_types = product.required - set(consent.data_types)
-    carried = default_connections(frozenset(consent.data_types) | new_types, connections)
+        optional = _carried(product.optional, chosen, connections)
+        return Plan("grant", tuple(ordered(types)), tuple(sorted(chosen)), optional=optional)
+    shared = set(consent.data_types)
+    new_types = product.required - shared
+    carried = default_connections(frozenset(shared) | new_types, connections)
     new_connections = carried - set(consent.connections)
-    if not new_types and not new_connections:
+    optional = _carried(product.optional - shared, carried | set(consent.connections), connections)
+    if not new_types and not new_connections and not optional:
         return Plan(None, (), (), "you already share everything this product needs")
-    return Plan("extend", tuple(ordered(new_types)), tuple(sorted(new_connections)))
+    return Plan("extend", tuple(ordered(new_types)), tuple(sorted(new_connections)), optional=optional)
+
+
+def _carried(data_types: Iterable[str], connection_ids: Iterable[str], connections: pd.DataFrame) -> tuple[str, ...]:
+    """The data types some of `connection_ids` carries (by source type)."""
+    sources = set(connections.loc[connections["id"].isin(list(connection_ids)), "source_type"])
+    return tuple(ordered(t for t in data_types if DATA_TYPE_SOURCE[t] in sources))
 
 
 def covers(consent: ConsentView | None, data_types: Iterable[str], connections: Iterable[str]) -> bool:
