@@ -132,7 +132,8 @@ def single_checks(
 
 
 class Client:
-    """One keep-alive connection; `post` returns (status, body bytes)."""
+    """One keep-alive connection; `post` returns (status, body bytes), status 0 when the connection failed
+    (counted, not raised: a thread that died would quietly take its share of the load with it)."""
 
     def __init__(self, base_url: str, key: str) -> None:
         host_port = base_url.removeprefix("http://").rstrip("/")
@@ -141,9 +142,14 @@ class Client:
         self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
 
     def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        self.connection.request("POST", path, body=body, headers=self.headers)
-        response = self.connection.getresponse()
-        return response.status, response.read()
+        try:
+            self.connection.request("POST", path, body=body, headers=self.headers)
+            response = self.connection.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            self.connection.close()  # the next request connects again
+            time.sleep(0.01)
+            return 0, b""
 
 
 def run_threads(count: int, work: Callable[[int], None]) -> float:
