@@ -41,6 +41,7 @@ bench: venv
 	$(BIN)/python -m benchmarks.rate_limit_bench
 	$(BIN)/python -m benchmarks.incremental_bench --companies $(BENCH_COMPANIES) --nights 3
 	$(BIN)/python -m benchmarks.webhook_latency_bench
+	$(BIN)/python -m benchmarks.access_core_bench --companies 10000 $(if $(BENCH_POSTGRES_URL),--postgres-url $(BENCH_POSTGRES_URL))
 	$(BIN)/python -m benchmarks.api_bench --companies 10000 $(if $(BENCH_POSTGRES_URL),--postgres-url $(BENCH_POSTGRES_URL))
 
 # Longer runs of the crash trials (SIGKILL at random points): 20 per flow instead of CI's few, for every flow
