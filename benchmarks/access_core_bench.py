@@ -21,8 +21,8 @@ import pandas as pd
 
 from benchmarks._api_seed import random_checks, seed
 from benchmarks.api_bench import postgres_database
-from consent_lifecycle.access_check import check_access
-from consent_lifecycle.access_single import check_one
+from consent_lifecycle.access.check import check_access
+from consent_lifecycle.access.single import check_one
 from consent_lifecycle.catalog import load_catalog
 from consent_lifecycle.clock import utcnow
 from consent_lifecycle.db import make_engine, upgrade

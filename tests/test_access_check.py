@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from consent_lifecycle.access import is_permitted, record_accesses
-from consent_lifecycle.access_check import check_access
-from consent_lifecycle.access_facts import ASKED_COLUMNS
-from consent_lifecycle.access_reasons import CODES, REASONS
-from consent_lifecycle.access_single import Facts, check_one
+from consent_lifecycle.access.check import check_access
+from consent_lifecycle.access.facts import ASKED_COLUMNS
+from consent_lifecycle.access.reasons import CODES, REASONS
+from consent_lifecycle.access.single import Facts, check_one
 from consent_lifecycle.catalog import CatalogError, load_catalog
 from consent_lifecycle.codat.models import Company
 from consent_lifecycle.db.models import AccessRecord

@@ -1,7 +1,7 @@
 """One access check, fast: the call a product makes before each read, through the API.
 
-`check_one` answers what `access_check.check_access` answers for one row (the tests hold them equal): the
-same statement (`access_facts.ASKED_SQL`, for one row, sent as plain SQL), then plain Python instead of
+`check_one` answers what `access.check.check_access` answers for one row (the tests hold them equal): the
+same statement (`access.facts.ASKED_SQL`, for one row, sent as plain SQL), then plain Python instead of
 frames: pandas' per-call overhead is several times the whole budget of a single check. The expiry test is the one `expiry.classify` applies, through the same
 policy (`Catalog.policy_for`, `ExpiryPolicy.expires_at`).
 """
@@ -15,9 +15,9 @@ import pandas as pd
 from sqlalchemy import Connection as Db
 from sqlalchemy import Engine
 
-from consent_lifecycle.access_check import check_access
-from consent_lifecycle.access_facts import ASKED_SQL
-from consent_lifecycle.access_reasons import explain
+from consent_lifecycle.access.check import check_access
+from consent_lifecycle.access.facts import ASKED_SQL
+from consent_lifecycle.access.reasons import explain
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
@@ -26,14 +26,14 @@ from consent_lifecycle.ledger.scope import check_data_type_key
 
 class Decision(NamedTuple):
     permitted: bool
-    #: a code of `access_reasons.REASONS`
+    #: a code of `access.reasons.REASONS`
     reason: str
     #: the code's sentence, filled in
     message: str
 
 
 class Facts(NamedTuple):
-    """One check's row of `access_facts.ASKED_SQL` after its position (`ASKED_COLUMNS`, in order; times as
+    """One check's row of `access.facts.ASKED_SQL` after its position (`ASKED_COLUMNS`, in order; times as
     the driver gives them: text on SQLite)."""
 
     company_known: bool
@@ -96,7 +96,7 @@ def read_connection(engine: Engine) -> Db:
 
 
 def reason_of(facts: Facts, catalog: Catalog, company_id: str, data_type: str, moment: datetime) -> str:
-    """The reason code, in `access_reasons.REASONS`' order, as `access_check.decide` finds it for a batch."""
+    """The reason code, in `access.reasons.REASONS`' order, as `access.check.decide` finds it for a batch."""
     if not facts.company_known:
         return "unknown_company"
     if facts.owner != company_id:

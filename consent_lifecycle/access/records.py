@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, insert
 
-from consent_lifecycle.access_check import validate_checks
+from consent_lifecycle.access.check import validate_checks
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc
 from consent_lifecycle.db.bulk import plain_rows

@@ -1,6 +1,6 @@
 """Access checks in bulk: may each product read each data type on each connection of each company, and why
-not (`consent_lifecycle.access_reasons`)? Set-wise: one statement reads what every check needs
-(`access_facts.asked_now`; per 2,000 checks on SQLite), then vector conditions decide them all.
+not (`consent_lifecycle.access.reasons`)? Set-wise: one statement reads what every check needs
+(`access.facts.asked_now`; per 2,000 checks on SQLite), then vector conditions decide them all.
 
 A check at `now` reads the current-state tables; a check with an explicit other `at` reads the consents
 replayed from the ledger as of `at` (one replay per company and time: correctness over speed there). The
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from consent_lifecycle.access_facts import asked_now, consents_as_of
-from consent_lifecycle.access_reasons import REFUSALS
+from consent_lifecycle.access.facts import asked_now, consents_as_of
+from consent_lifecycle.access.reasons import REFUSALS
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
@@ -31,7 +31,7 @@ CHECK_COLUMNS = ["company_id", "product", "connection_id", "data_type"]
 
 def check_access(engine: Engine, catalog: Catalog, checks: pd.DataFrame, now: datetime) -> pd.DataFrame:
     """`checks` (CHECK_COLUMNS, optionally `at`: a row without one is decided at `now`) in the same order,
-    plus `permitted` (bool) and `reason` (a code of `access_reasons.REASONS`).
+    plus `permitted` (bool) and `reason` (a code of `access.reasons.REASONS`).
 
     Raises (writing nothing) for the first row with a missing field, an unknown product (`CatalogError`)
     or an unknown Codat data type (`ConsentError`), naming the row's position and the value."""
