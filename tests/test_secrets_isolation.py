@@ -346,6 +346,8 @@ SQL_CALLS = {"text", "literal_column", "DDL", "execute", "executemany", "execute
 ALLOWED = {
     # PRAGMA takes no parameters; the value is forced to int first
     ("consent_lifecycle/db/engine.py", 'cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")'),
+    # a module constant, an int
+    ("consent_lifecycle/db/engine.py", 'cursor.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")'),
     # DDL in the first migration: the trigger's message and the operations are module constants
     ("consent_lifecycle/migrations/versions/0001_initial.py", "op.execute("),
     # the sandbox's own SQLite store: table and column names from literal tuples in the code; values bound (?)
