@@ -327,7 +327,7 @@ def _accounting_company(served: Served, offset: int) -> str:
 def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
     assert _run_deployment(served, "connection-expiry-scan", {})["state"]["type"] == "COMPLETED"
     company = _accounting_company(served, 0)
-    trigger = _automations(served)["retention-enforcement__automation_1"]
+    trigger = _automations(served)["plan-deletions-on-revocation"]
     assert set(trigger["trigger"]["expect"]) == {"consent.revoked", "consent.disconnected"}
 
     _consent(served, "grant", company, "dashboard")
@@ -361,7 +361,7 @@ def test_a_webhook_delivery_is_processed_within_seconds_through_the_trigger(serv
 
     from standardwebhooks import Webhook
 
-    trigger = _automations(served)["codat-events__automation_1"]
+    trigger = _automations(served)["process-codat-webhooks"]
     assert trigger["trigger"]["expect"] == ["consent.codat.events-received"]
     body = json.dumps({"id": "e2e-1", "eventType": "company.created", "generatedDate": NOW,
                        "payload": {"id": "c-e2e", "name": "Acme"}})
@@ -399,4 +399,4 @@ def test_prefect_deploy_all_from_the_repository_registers_every_deployment_and_t
     assert set(by_name) == {spec["name"] for spec in deployment_specs()}
     assert {d["work_pool_name"] for d in deployments} == {"consent-process"}
     assert by_name["retention-enforcement"]["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
-    assert {a["name"] for a in automations} == {"retention-enforcement__automation_1", "codat-events__automation_1"}
+    assert {a["name"] for a in automations} == {"plan-deletions-on-revocation", "process-codat-webhooks"}

@@ -1,0 +1,58 @@
+"""What started a flow run, said in its name and tags, so the UI's run lists tell runs apart.
+
+`started_by()`: the `trigger` parameter a prefect.yaml trigger passes (`consent.revoked` -> "revoked",
+the receiver's nudge -> "webhook"), "backfill" (a run `consent backfill --via-deployment` created),
+"scheduled" (created by the deployment's schedule), "manual" (`prefect deployment run`, or the UI's Run
+button), "cli" (called in-process: `consent run ...`, tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+from prefect.runtime import flow_run
+
+#: the tag every dry run carries (besides its name and its final state's message saying so)
+DRY_RUN_TAG = "dry-run"
+
+
+def started_by() -> str:
+    """How this flow run came to be (see the module docstring)."""
+    trigger = flow_run.parameters.get("trigger")
+    if trigger:
+        return str(trigger).removeprefix("consent.")
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    if run is None:
+        return "cli"
+    if "backfill" in (run.tags or []):
+        return "backfill"
+    if run.auto_scheduled:
+        return "scheduled"
+    return "manual" if run.deployment_id else "cli"
+
+
+def run_name(flow: str, *parts: str | None) -> str:
+    """`flow-part-...` from the parts given, `-dry-run` at the end for a dry run."""
+    name = "-".join([flow, *(p for p in parts if p)])
+    return name + ("-dry-run" if flow_run.parameters.get("dry_run") else "")
+
+
+async def tag_run(tags: Iterable[str]) -> None:
+    """Add `tags` to this flow run (the UI filters runs by tag): a dry run's, what started it."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    run = context.flow_run
+    merged = sorted({*(run.tags or []), *tags})
+    if merged != sorted(run.tags or []):
+        async with get_client() as client:
+            await client.update_flow_run(run.id, tags=merged)
+        run.tags = merged
+
+
+def run_tags(dry_run: bool) -> list[str]:
+    """The tags a run adds to its own: `dry-run` for a dry run, and what started it."""
+    return [*([DRY_RUN_TAG] if dry_run else []), started_by()]
