@@ -7,12 +7,14 @@ Prefect settings are never used (no Prefect client in this process).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ import httpx
 import pytest
 
 from deployments.processes import healthy, running, wait_for
+from deployments.serve import server_environment
 from deployments.specs import deployment_specs
 
 pytestmark = pytest.mark.e2e
@@ -87,7 +90,7 @@ def prefect_server(home: Path) -> Iterator[str]:
     port = _free_port()
     log = home / "server.log"
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with running(argv, log, _clean_env(home)) as server:
+    with running(argv, log, server_environment(port, _clean_env(home))) as server:  # as deployments.serve starts it
         api = f"http://127.0.0.1:{port}/api"
         wait_for(f"{api}/health", server, log, healthy)
         yield api
@@ -201,18 +204,38 @@ def test_the_deployments_of_prefect_yaml_are_served_with_their_schedules_and_the
     assert httpx.get(served.api.removesuffix("/api") + "/", timeout=30).status_code == 200
 
 
+def test_serve_writes_what_a_second_terminal_needs_to_an_owner_only_file_and_never_prints_the_key(served):
+    env_file = served.home / "serve.env"  # beside --log-dir, as .consent/serve.env beside .consent/logs
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    exported = dict(
+        line.removeprefix("export ").split("=", 1) for line in env_file.read_text().splitlines()
+        if line.startswith("export ")
+    )
+    assert exported["PREFECT_API_URL"] == served.api and exported["CONSENT_API_URL"] == served.consent_api
+    assert exported["CONSENT_DATABASE_URL"] == served.env["CONSENT_DATABASE_URL"]
+    assert exported["CONSENT_CODAT_BASE_URL"].startswith("http://127.0.0.1:")
+    key = exported["CONSENT_CODAT_API_KEY"]
+    headers = {"Authorization": "Basic " + base64.b64encode(key.encode()).decode()}  # Codat's: the key alone
+    response = httpx.get(f"{exported['CONSENT_CODAT_BASE_URL']}/companies", params={"pageSize": 1}, headers=headers,
+                         timeout=30)
+    assert response.status_code == 200, response.text
+    printed = served.log.read_text()
+    assert f"source {env_file}" in printed and key not in printed
+
+
 def test_an_expiry_scan_run_completes_with_its_artifacts(served):
     run = _run_deployment(served, "connection-expiry-scan", {"now": NOW})
 
     assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
-    assert run["name"] == "expiry-scan-2026-11-01"
+    assert run["name"] == "expiry-scan-2026-11-01-manual"  # `prefect deployment run`: an operator's
     artifacts = _artifacts(served, run["id"])
     assert {"expiry-attention", "expiry-summary"} <= set(artifacts)
     assert artifacts["expiry-attention"]["type"] == "table"
     summary = artifacts["expiry-summary"]
     assert summary["type"] == "markdown" and "Connection expiry scan, 2026-11-01T12:00:00Z" in summary["data"]
-    counts = [line.split("|") for line in summary["data"].splitlines() if line.startswith("| ")]
-    assert sum(int(row[2]) for row in counts[1:]) > 0  # connections read from the sandbox serve started
+    classes = summary["data"].split("| class | connections |")[1].split("\n\n")[0]
+    counts = [line.split("|") for line in classes.splitlines() if line.startswith("| ")]
+    assert sum(int(row[2]) for row in counts) > 0  # connections read from the sandbox serve started
 
 
 def test_a_reconciliation_run_completes_with_its_artifacts(served):
@@ -231,7 +254,9 @@ def test_a_retention_dry_run_completes(served):
     run = _run_deployment(served, "retention-enforcement", {"dry_run": True})
 
     assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
-    assert run["state"]["name"] in {"Dry run", "Nothing due"}
+    # Prefect's own state name, which the UI's default run filters list; the message says it was a dry run
+    assert run["state"]["name"] == "Completed" and run["state"]["message"].startswith("Dry run: ")
+    assert run["name"].endswith("-manual-dry-run") and "dry-run" in run["tags"]
     assert "retention-summary" in _artifacts(served, run["id"])
 
 
@@ -271,7 +296,7 @@ def test_a_backfill_via_the_deployment_creates_one_run_per_slice_once_and_they_c
         assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
         assert "backfill" in run["tags"]
         assert run["name"] == f"reconcile-{row['window_start'][:13].replace(':', '')}00-to-" + (
-            row["window_end"][:13].replace(":", "") + "00"
+            row["window_end"][:13].replace(":", "") + "00-backfill"
         )
 
 
@@ -296,6 +321,8 @@ def test_a_failed_run_alerts_the_operators_through_the_failure_automation(served
     (alert,) = _eventually(alerted, f"no alert for the failed run {run['name']}", served)
     assert alert["title"] == f"consent-lifecycle: consent-reconciliation run {run['name']} failed"
     assert "is not before window_end" in alert["text"]
+    # a link to the run's page in the UI of the server (PREFECT_UI_URL, as deployments.serve sets it), not "None"
+    assert f"{served.api.removesuffix('/api')}/runs/flow-run/{run['id']}" in alert["text"].split()
 
 
 def _consent(served: Served, *args: str) -> str:
@@ -338,7 +365,9 @@ def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
     assert run["parameters"]["dry_run"] is True
     run = _finished(served, run["id"])
     seconds = time.monotonic() - revoked_at
-    assert run["state"]["name"] == "Dry run", (run["state"], seconds)
+    assert run["state"]["name"] == "Completed", (run["state"], seconds)
+    assert run["state"]["message"].startswith("Dry run: ") and run["name"].endswith(f"-revoked-{company}-dry-run")
+    assert {"dry-run", "revoked"} <= set(run["tags"])
     planned = json.loads(_artifacts(served, run["id"])["retention-planned"]["data"])
     assert planned and {item["company_id"] for item in planned} == {company}
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from consent_lifecycle.catalog import load_catalog
-from consent_lifecycle.expiry import REPORT_COLUMNS, attention_table, classify
+from consent_lifecycle.expiry import attention_table, classify
 from consent_lifecycle.operator_view import cap_line, describe, lead_with, markdown_table, with_company_names
 from consent_lifecycle.reconcile.summary import findings_table
 from consent_lifecycle.retention.explain import over_cap_message, source_of
@@ -102,18 +102,20 @@ def test_a_summary_is_a_markdown_table_even_for_a_nested_count():
 
 def test_a_run_over_its_deletion_cap_says_which_products_and_companies_and_what_to_do_next():
     counts = pd.DataFrame([
-        ("c1", "consent ended 2026-11-01T00:00:00.000000Z (lending)", 700),
-        ("c2", "consent ended 2026-11-02T00:00:00.000000Z (lending)", 300),
-        ("c2", "consent ended 2026-11-02T00:00:00.000000Z (dashboard,lending)", 150),
-        ("c3", "unconsented_pull", 12),
-    ], columns=["company_id", "reason", "items"])
+        ("c1", "consent ended 2026-11-01T00:00:00.000000Z (lending)", "balanceSheet", 700),
+        ("c2", "consent ended 2026-11-02T00:00:00.000000Z (lending)", "profitAndLoss", 300),
+        ("c2", "consent ended 2026-11-02T00:00:00.000000Z (dashboard,lending)", None, 150),
+        ("c3", "unconsented_pull", "journalEntries", 12),
+    ], columns=["company_id", "reason", "data_type", "items"])
 
     message = over_cap_message(1162, 1000, counts, {"c1": "Acme Ltd", "c2": "Bolt plc"})
 
     assert message.startswith("1162 deletions due exceed max_deletions=1000: nothing deleted.")
-    assert "Due by product whose consent ended: lending 1000, dashboard+lending 150, data pulled without consent 12." \
-        in message
+    assert ("Why they are due: consent for lending ended 1000, consent for dashboard+lending ended 150, "
+            "data pulled without consent 12.") in message
+    assert ("Top data types: balanceSheet 700, profitAndLoss 300, whole connections at Codat 150, journalEntries 12."
+            in message)
     assert "Top companies: Acme Ltd (c1) 700, Bolt plc (c2) 450, c3 12." in message
     assert "`consent deletions list --status planned`" in message
     assert "`consent run retention --execute --max-deletions 1162`" in message
-    assert source_of("consent ended 2026-11-01T00:00:00Z (a,b)") == "a+b"
+    assert source_of("consent ended 2026-11-01T00:00:00Z (a,b)") == "consent for a+b ended"

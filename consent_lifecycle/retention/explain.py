@@ -21,17 +21,18 @@ _PRODUCTS = re.compile(r"\(([^()]*)\)\s*$")
 
 
 def source_of(reason: str) -> str:
-    """The products whose consent ended for an item of `reason` ("consent ended <when> (a,b)" -> "a+b"),
-    or what else opened it."""
+    """Why an item of `reason` is due: "consent for a+b ended" ("consent ended <when> (a,b)"), or what else
+    opened it (the reconciliation: data pulled without consent)."""
     if reason.startswith(PLANNER_REASON_PREFIX):
         found = _PRODUCTS.search(reason)
-        return "+".join(found.group(1).split(",")) if found and found.group(1) else "consent ended"
+        products = "+".join(found.group(1).split(",")) if found and found.group(1) else ""
+        return f"consent for {products} ended" if products else "consent ended"
     return UNCONSENTED if reason == "unconsented_pull" else reason
 
 
 def due_sources(counts: pd.DataFrame, names: dict[str, str] | None = None) -> tuple[dict[str, int], pd.DataFrame]:
-    """`counts` (company_id, reason, items) as items by source (most first) and by company (company_id,
-    name, items; most first, ties by id)."""
+    """`counts` (company_id, reason, data_type, items) as items by source (most first) and by company
+    (company_id, name, items; most first, ties by id)."""
     names = names or {}
     by_source = (
         counts.assign(source=counts["reason"].map(source_of)).groupby("source")["items"].sum()
@@ -51,6 +52,9 @@ def over_cap_message(due: int, max_deletions: int, counts: pd.DataFrame, names: 
     the operator's next step."""
     by_source, by_company = due_sources(counts, names)
     sources = ", ".join(f"{source} {items}" for source, items in by_source.items()) or "none"
+    kinds = counts.assign(data_type=counts["data_type"].fillna("whole connections at Codat"))
+    by_type = kinds.groupby("data_type")["items"].sum().sort_values(ascending=False, kind="stable")
+    types = ", ".join(f"{kind} {int(items)}" for kind, items in by_type.head(TOP_COMPANIES).items())
     top = by_company.head(TOP_COMPANIES)
     companies = ", ".join(
         (f"{row.name} ({row.company_id})" if row.name else row.company_id) + f" {row.items}"
@@ -59,7 +63,7 @@ def over_cap_message(due: int, max_deletions: int, counts: pd.DataFrame, names: 
     more = len(by_company) - len(top)
     return (
         f"{due} deletions due exceed max_deletions={max_deletions}: nothing deleted. "
-        f"Due by product whose consent ended: {sources}. "
+        f"Why they are due: {sources}. Top data types: {types or 'none'}. "
         f"Top companies: {companies or 'none'}" + (f" (and {more} more)" if more > 0 else "") + ". "
         "Next: review them (`consent deletions list --status planned`), then run "
         f"`consent run retention --execute --max-deletions {due}` (or the deployment with "

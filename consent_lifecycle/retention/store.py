@@ -134,11 +134,11 @@ def count_due(engine: Engine, now: datetime, company_ids: Sequence[str] | None =
 
 
 def due_counts(engine: Engine, now: datetime, company_ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """Planned items due at `now` counted by (company_id, reason): aggregates, not the items."""
+    """Planned items due at `now` counted by (company_id, reason, data_type): aggregates, not the items."""
     query = (
-        select(DeletionItem.company_id, DeletionItem.reason, func.count().label("items"))
+        select(DeletionItem.company_id, DeletionItem.reason, DeletionItem.data_type, func.count().label("items"))
         .where(DeletionItem.status == "planned", DeletionItem.due_at <= now)
-        .group_by(DeletionItem.company_id, DeletionItem.reason)
+        .group_by(DeletionItem.company_id, DeletionItem.reason, DeletionItem.data_type)
     )
     with engine.connect() as db:
         return select_frame(db, query, DeletionItem.company_id, company_ids)

@@ -1,0 +1,78 @@
+"""What an operator sees of a flow run in the Prefect UI (issue 18), through the real test server: a dry run
+ends Completed (the UI's default filters hide custom state names) and says "dry run" in its name, tags and
+message; empty tables are one line of markdown; tables lead with the columns that matter; a run over its
+deletion cap says where the due items come from and what to do; the run log says what the flow found."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+
+from flows.retention_enforcement import retention_enforcement
+from tests.fixtures_sandbox import SANDBOX_NOW
+from tests.test_flow_retention import world  # noqa: F401 - the fixture: a scanned sandbox, one company's consents
+
+pytestmark = pytest.mark.prefect
+
+
+def run_retention(**parameters):
+    state = asyncio.run(retention_enforcement(return_state=True, **parameters))
+    return state, state.result(raise_on_failure=False)
+
+
+def seen(flow_run_id: UUID) -> tuple[dict, dict[str, dict]]:
+    """The flow run and its keyed artifacts, as the UI reads them from the server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read():
+        async with get_client() as client:
+            run = await client.read_flow_run(flow_run_id)
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
+        return run.model_dump(mode="json"), {a.key: a.model_dump(mode="json") for a in artifacts if a.key}
+
+    return asyncio.run(read())
+
+
+def test_a_dry_run_is_completed_says_so_everywhere_and_shows_no_empty_table(world, caplog):  # noqa: F811
+    caplog.set_level(logging.INFO, logger="prefect.flow_runs")
+    world["ledger"].revoke(world["company"], "lending", actor="customer", channel="ui", at=SANDBOX_NOW, reason="x")
+
+    state, summary = run_retention(now=SANDBOX_NOW + timedelta(days=31), dry_run=True)
+
+    assert state.type.value == "COMPLETED" and state.name == "Completed"
+    assert state.message == f"Dry run: {summary.due} due, nothing deleted" and summary.due >= 3
+    run, artifacts = seen(state.state_details.flow_run_id)
+    assert run["name"] == "retention-2026-12-02-cli-dry-run"
+    assert {"dry-run", "cli"} <= set(run["tags"])
+    planned = artifacts["retention-planned"]
+    assert planned["type"] == "table"
+    rows = json.loads(planned["data"])
+    assert list(rows[0])[:5] == ["due_at", "scope", "data_type", "company", "status"]
+    assert list(rows[0])[-1] == "key" and rows[0]["company"]  # the snapshot's name beside the id
+    for key in ("retention-executed", "retention-held-cancelled", "retention-failed"):  # nothing: no table
+        assert artifacts[key]["type"] == "markdown", key
+    assert artifacts["retention-executed"]["data"].startswith("Nothing deleted at ")
+    assert "| planned_new |" in artifacts["retention-summary"]["data"] and "{" not in artifacts["retention-summary"]["data"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "prefect.flow_runs"]
+    assert any(m.startswith("Planned ") and f"{summary.due} due" in m for m in logged), logged
+    assert state.message in logged
+
+
+def test_a_run_over_its_deletion_cap_fails_naming_products_companies_and_the_next_step(world):  # noqa: F811
+    world["ledger"].revoke(world["company"], "lending", actor="customer", channel="ui", at=SANDBOX_NOW, reason="x")
+
+    state, summary = run_retention(now=SANDBOX_NOW + timedelta(days=31), max_deletions=1)
+
+    assert state.is_failed() and summary.executed_done == 0
+    assert state.message.startswith(f"{summary.due} deletions due exceed max_deletions=1: nothing deleted.")
+    assert f"Why they are due: consent for lending ended {summary.due}." in state.message
+    assert f"({world['company']}) {summary.due}." in state.message  # the company, by name and id
+    assert f"`consent run retention --execute --max-deletions {summary.due}`" in state.message
