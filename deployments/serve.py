@@ -62,10 +62,16 @@ from deployments.specs import PREFECT_YAML, build_deployment, deployment_specs
 
 def server_environment(port: int, environ: Mapping[str, str]) -> dict[str, str]:
     """The environment of the Prefect server on HOST:`port`: `environ` without PREFECT_API_URL, with its UI
-    URL. The server renders `{{ flow_run|ui_url }}` in automations' notifications from PREFECT_UI_URL, which
-    it would otherwise infer from a PREFECT_API_URL it does not have: the failure alert's link read "None"."""
+    URL and the API URL its UI calls. The server renders `{{ flow_run|ui_url }}` in automations' notifications
+    from PREFECT_UI_URL, which it would otherwise infer from a PREFECT_API_URL it does not have: the failure
+    alert's link read "None". On any port but 4200 the UI's pages called port 4200 and showed no data."""
     env = {k: v for k, v in environ.items() if k != "PREFECT_API_URL"}
-    return {**env, "PREFECT_UI_URL": env.get("PREFECT_UI_URL") or f"http://{HOST}:{port}"}
+    return {
+        **env,
+        "PREFECT_UI_URL": env.get("PREFECT_UI_URL") or f"http://{HOST}:{port}",
+        # the API the UI's pages call: Prefect derives it from PREFECT_SERVER_API_PORT (4200), not `--port`
+        "PREFECT_SERVER_UI_API_URL": env.get("PREFECT_SERVER_UI_API_URL") or f"http://{HOST}:{port}/api",
+    }
 
 
 def start_prefect_server(stack: ExitStack, port: int, log_dir: Path) -> str:

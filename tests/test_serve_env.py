@@ -44,7 +44,8 @@ def test_a_relative_sqlite_path_is_made_absolute_others_are_kept(tmp_path, monke
 
 def test_the_server_started_knows_its_ui_url_and_not_a_client_api_url():
     env = server_environment(4300, {"PREFECT_API_URL": "http://elsewhere/api", "PATH": "/bin"})
-    assert env == {"PATH": "/bin", "PREFECT_UI_URL": "http://127.0.0.1:4300"}
+    assert env == {"PATH": "/bin", "PREFECT_UI_URL": "http://127.0.0.1:4300",
+                   "PREFECT_SERVER_UI_API_URL": "http://127.0.0.1:4300/api"}
     assert server_environment(4300, {"PREFECT_UI_URL": "https://prefect.example"})["PREFECT_UI_URL"] == (
         "https://prefect.example"
     )
