@@ -23,7 +23,7 @@ from consent_lifecycle.clock import iso, utcnow
 from consent_lifecycle.expiry import ATTENTION_CLASSES
 from consent_lifecycle.expiry.scan import BatchScan, ScanSummary
 from consent_lifecycle.operator_view import markdown_table
-from flows.run_info import run_name, run_tags, started_by, tag_run
+from flows.run_info import completed, run_name, run_tags, started_by, tag_run
 from flows.task_runner import task_runner
 from tasks.artifacts import publish_table
 from tasks.codat import count_company_pages, fetch_companies
@@ -76,7 +76,7 @@ async def connection_expiry_scan(
                 "none (dry run)" if dry_run else summary.notifications_queued,
                 ", ".join(f"{k} {v}" for k, v in (summary.delivery or {}).items()) or "none")
     await _summary_artifact(summary)
-    return summary
+    return completed(summary)
 
 
 async def _attention_artifact(table: pd.DataFrame, summary: ScanSummary) -> None:
@@ -108,3 +108,4 @@ async def _summary_artifact(summary: ScanSummary) -> None:
     notices |= {f"delivery: {k}": v for k, v in (summary.delivery or {}).items()}
     lines += ["", *markdown_table(("notices", "count"), notices)]
     await create_markdown_artifact(key="expiry-summary", markdown="\n".join(lines))
+

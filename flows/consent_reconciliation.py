@@ -34,7 +34,7 @@ from consent_lifecycle.reconcile.summary import (
     findings_table,
     requests_by_reason,
 )
-from flows.run_info import run_name, run_tags, started_by, tag_run
+from flows.run_info import completed, run_name, run_tags, started_by, tag_run
 from flows.task_runner import task_runner
 from tasks.artifacts import publish_table
 from tasks.reconciliation import (
@@ -134,7 +134,7 @@ async def consent_reconciliation(
                 " (dry run: none done)" if dry_run else "", summary.sync_settings_set, summary.sync_settings_to_set,
                 summary.pulls_queued, summary.pulls_to_queue, summary.deletion_items_opened)
     await _report(reports, summary)
-    return summary
+    return completed(summary)
 
 
 def _select(
@@ -189,3 +189,4 @@ async def _report(results: list[BatchReport], summary: ReconciliationSummary) ->
         "deletion items opened": summary.deletion_items_opened,
     })]
     await create_markdown_artifact(key="reconciliation-summary", markdown="\n".join(lines))
+

@@ -9,10 +9,12 @@ button), "cli" (called in-process: `consent run ...`, tests).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
+from prefect.states import Completed, State
 
 #: the tag every dry run carries (besides its name and its final state's message saying so)
 DRY_RUN_TAG = "dry-run"
@@ -56,3 +58,11 @@ async def tag_run(tags: Iterable[str]) -> None:
 def run_tags(dry_run: bool) -> list[str]:
     """The tags a run adds to its own: `dry-run` for a dry run, and what started it."""
     return [*([DRY_RUN_TAG] if dry_run else []), started_by()]
+
+
+def completed(summary: Any) -> State:
+    """Completed, in Prefect's own name (the UI's default run filters list only those), with the message
+    `summary.message()` (what the run found; "Dry run: ..." first for a dry run); the summary is the result."""
+    state = Completed(message=summary.message())
+    state.data = summary
+    return state

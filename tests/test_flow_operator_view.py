@@ -76,3 +76,24 @@ def test_a_run_over_its_deletion_cap_fails_naming_products_companies_and_the_nex
     assert f"Why they are due: consent for lending ended {summary.due}." in state.message
     assert f"({world['company']}) {summary.due}." in state.message  # the company, by name and id
     assert f"`consent run retention --execute --max-deletions {summary.due}`" in state.message
+
+
+def test_an_expiry_scan_dry_run_says_so_and_its_table_leads_with_class_expiry_and_company(flow_env):
+    from flows.connection_expiry_scan import connection_expiry_scan
+
+    state = asyncio.run(connection_expiry_scan(now=SANDBOX_NOW, dry_run=True, return_state=True))
+
+    summary = state.result()
+    assert state.name == "Completed" and state.message == summary.message()
+    assert state.message.startswith("Dry run: ") and state.message.endswith("nothing written or sent")
+    run, artifacts = seen(state.state_details.flow_run_id)
+    assert run["name"] == "expiry-scan-2026-11-01-cli-dry-run" and "dry-run" in run["tags"]
+    rows = json.loads(artifacts["expiry-attention"]["data"])
+    assert list(rows[0])[:4] == ["expiry_class", "expires_at", "threshold_days", "company"]
+    assert all(row["company"] for row in rows)  # the name Codat gave the company, beside its id
+    order = {"expired": 0, "expiring": 1, "stale": 2}
+    assert [order[r["expiry_class"]] for r in rows] == sorted(order[r["expiry_class"]] for r in rows)
+    assert not any(r["status"] == "Deauthorized" and r["expires_at"] and r["expires_at"] > "2026-11-01T12:00:00Z"
+                   for r in rows)
+    summary_md = artifacts["expiry-summary"]["data"]
+    assert "| notices | count |" in summary_md and "{" not in summary_md

@@ -168,6 +168,15 @@ class ReconciliationSummary:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def message(self) -> str:
+        """The run's final state message: findings by kind, most serious first, and what was changed."""
+        found = ", ".join(f"{self.findings[k]} {k}" for k in SEVERITY if self.findings.get(k)) or "no findings"
+        text = f"{self.companies} companies checked: {found}"
+        if self.dry_run:
+            return f"Dry run: {text}; nothing changed"
+        return (text + f"; sync settings set {self.sync_settings_set}, pulls queued {self.pulls_queued}, "
+                f"deletion items opened {self.deletion_items_opened}")
+
 
 #: finding kinds, most serious first: data taken without consent before what is set to be taken, before a
 #: product reading outside its consent, before what is merely missing
