@@ -429,3 +429,123 @@ def test_prefect_deploy_all_from_the_repository_registers_every_deployment_and_t
     assert {d["work_pool_name"] for d in deployments} == {"consent-process"}
     assert by_name["retention-enforcement"]["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
     assert {a["name"] for a in automations} == {"plan-deletions-on-revocation", "process-codat-webhooks"}
+
+
+# -- what the operator sees, in a real browser (Chromium via Playwright: tests/fixtures_browser.py) ------------
+
+#: the deployments with a dry run, and the columns each one's table artifact leads with (what, how urgent, when)
+DRY_RUN_DEPLOYMENTS = {
+    "connection-expiry-scan": {"now": NOW},
+    "consent-reconciliation": {},
+    "retention-enforcement": {},
+}
+LEADING_COLUMNS = {
+    "expiry-attention": ["expiry_class", "expires_at", "threshold_days", "company"],
+    "reconciliation-findings": ["kind", "findings", "company", "company_id"],
+    "retention-planned": ["due_at", "scope", "data_type", "company", "status"],
+}
+
+
+def _ui(served: Served) -> str:
+    return served.api.removesuffix("/api")
+
+
+def _deployment_runs(served: Served, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    response = served.http.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [deployment["id"]]}}})
+    response.raise_for_status()
+    return response.json()
+
+
+def _dry_and_real_runs(served: Served) -> dict[str, dict[bool, dict[str, Any]]]:
+    """A finished dry and real run of each DRY_RUN_DEPLOYMENTS deployment: those earlier tests made, else new
+    ones through the API, in two waves (retention refuses a second run at once; the real reconciliation and
+    retention of one company only, after a real scan filled the snapshot). A real run may end Failed (the
+    retention cap): it is a run the page must list all the same."""
+    response = served.http.post("/deployments/filter", json={})
+    response.raise_for_status()
+    deployments = {d["name"]: d for d in response.json() if d["name"] in DRY_RUN_DEPLOYMENTS}
+    found: dict[str, dict[bool, dict[str, Any]]] = {name: {} for name in deployments}
+    for name, deployment in deployments.items():
+        for run in _deployment_runs(served, deployment):
+            if run["state"]["type"] in {"COMPLETED", "FAILED"} and "window_start" not in run["parameters"]:
+                found[name].setdefault(bool(run["parameters"].get("dry_run")), run)
+
+    def create(wave: list[tuple[str, bool]], **extra: Any) -> None:
+        created = []
+        for name, dry_run in wave:
+            if dry_run in found[name]:
+                continue
+            body = {"parameters": {**DRY_RUN_DEPLOYMENTS[name], **extra, "dry_run": dry_run}}
+            response = served.http.post(f"/deployments/{deployments[name]['id']}/create_flow_run", json=body)
+            response.raise_for_status()
+            created.append((name, dry_run, response.json()["id"]))
+        for name, dry_run, run_id in created:
+            found[name][dry_run] = run = _finished(served, run_id)
+            assert run["state"]["type"] in {"COMPLETED", "FAILED"}, (run["state"], _tail(served.log))
+
+    create([("connection-expiry-scan", True), ("connection-expiry-scan", False), ("consent-reconciliation", True),
+            ("retention-enforcement", True)])
+    create([("consent-reconciliation", False), ("retention-enforcement", False)],
+           company_ids=[_accounting_company(served, 2)])  # a company no other test revokes
+    return {name: found[name] for name in DRY_RUN_DEPLOYMENTS}
+
+
+def test_in_a_browser_each_deployment_page_lists_its_dry_and_real_runs(served, page):
+    runs = _dry_and_real_runs(served)
+    deployments = {d["name"]: d for d in served.http.post("/deployments/filter", json={}).json()}
+
+    for name, by_kind in runs.items():
+        page.goto(f"{_ui(served)}/deployments/deployment/{deployments[name]['id']}")
+        for dry_run, run in by_kind.items():
+            # the page's own default filter ("All except scheduled"); the search box past its first page
+            page.get_by_placeholder("Search by run name").fill(run["name"])
+            page.get_by_text(run["name"], exact=True).first.wait_for(state="visible")
+            assert run["name"].endswith("-dry-run") == dry_run
+        assert "No runs found" not in page.inner_text("body")
+
+
+def _latest_table(served: Served, key: str) -> dict[str, Any] | None:
+    response = served.http.post("/artifacts/filter", json={
+        "artifacts": {"key": {"any_": [key]}, "type": {"any_": ["table"]}}, "sort": "CREATED_DESC", "limit": 1,
+    })
+    response.raise_for_status()
+    return next(iter(response.json()), None)
+
+
+def test_in_a_browser_each_table_artifact_leads_with_what_how_urgent_and_when(served, page):
+    _dry_and_real_runs(served)
+    if _latest_table(served, "retention-planned") is None:  # a revocation plans deletions: a table to show
+        company = _accounting_company(served, 3)
+        _consent(served, "grant", company, "dashboard")
+        _consent(served, "revoke", company, "dashboard", "--yes")
+        _eventually(lambda: _latest_table(served, "retention-planned"), "no retention-planned table", served)
+
+    for key, leading in LEADING_COLUMNS.items():
+        artifact = _latest_table(served, key)
+        assert artifact is not None, f"no {key} table"
+        page.goto(f"{_ui(served)}/artifacts/artifact/{artifact['id']}")
+        page.locator("th").first.wait_for(state="visible")
+        headers = [text.strip() for text in page.locator("th").all_inner_texts()]
+        assert headers[: len(leading)] == leading, (key, headers)
+        assert "key" not in headers[: len(leading) + 2]  # the long item key is last, not in the way
+
+
+def test_in_a_browser_the_failure_alert_links_to_the_failed_runs_page(served, page):
+    inbox = served.home / "alerts.jsonl"
+    deployment = next(d for d in served.http.post("/deployments/filter", json={}).json()
+                      if d["name"] == "consent-reconciliation")
+    response = served.http.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {
+        "window_start": "2026-11-03T00:00:00Z", "window_end": "2026-11-02T00:00:00Z"}})  # refused: it fails
+    response.raise_for_status()
+    run = _finished(served, response.json()["id"])
+    assert run["state"]["type"] == "FAILED"
+
+    def alerted() -> list[str]:
+        lines = inbox.read_text().splitlines() if inbox.exists() else []
+        texts = [json.loads(line)["text"] for line in lines]
+        return [link for text in texts for link in re.findall(r"https?://\S+", text) if run["id"] in link]
+
+    (link,) = _eventually(alerted, f"no alert linking to the failed run {run['name']}", served)
+    page.goto(link)
+    page.get_by_text(run["name"], exact=True).first.wait_for(state="visible")
+    page.get_by_text("Failed", exact=True).first.wait_for(state="visible")
