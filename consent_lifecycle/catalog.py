@@ -30,7 +30,10 @@ _PRODUCT_FIELDS: Final[dict[str, bool]] = {  # field -> mandatory
     "key": True, "name": True, "description": False, "required": True, "optional": False,
     "retention_days": True,
 }
-_TOP_FIELDS: Final[dict[str, bool]] = {"version": True, "product": True, "expiry": True, "pulls": False}
+_TOP_FIELDS: Final[dict[str, bool]] = {
+    "version": True, "product": True, "expiry": True, "pulls": False, "data_types": False,
+}
+_WORDS_FIELDS: Final[dict[str, bool]] = {"name": True, "description": True}
 _PULLS_FIELDS: Final[dict[str, bool]] = {"freshness_hours": False, "sync_schedule_hours": False}
 _EXPIRY_FIELDS: Final[dict[str, bool]] = {
     "warning_lead_days": True, "default_jurisdiction": True, "stale_after_days": True, "policy": False,
@@ -82,6 +85,15 @@ class Product:
 
 
 @dataclass(frozen=True)
+class DataTypeWords:
+    """A data type as a customer reads it: "Balance sheets", "your assets, liabilities and equity ..."."""
+
+    key: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
 class ExpiryPolicy:
     """Connections of `source_type` in `jurisdiction` lose consent `period_days` after it was last renewed."""
 
@@ -127,8 +139,14 @@ class Catalog:
     freshness_hours: int = 48
     #: the `syncSchedule` given to a data type reconciliation adds to a company's sync settings
     sync_schedule_hours: int = 24
+    #: each data type a product declares, in plain words (`[data_types.<key>]`)
+    words: Mapping[str, DataTypeWords] = field(default_factory=lambda: MappingProxyType({}))
     #: where it was loaded from (for messages)
     source: str = field(default="<catalog>", compare=False)
+
+    def describe(self, key: str) -> DataTypeWords:
+        """`key` in plain words; a type the catalog has no words for is shown by its key."""
+        return self.words.get(key) or DataTypeWords(key, key, "")
 
     def product(self, key: str) -> Product:
         """The product `key`; UnknownProductError naming it and listing the known keys otherwise."""
@@ -195,6 +213,7 @@ class Catalog:
                 "policies": [p.row() for p in self.policies],
             },
             "pulls": {"freshness_hours": self.freshness_hours, "sync_schedule_hours": self.sync_schedule_hours},
+            "data_types": {k: {"name": w.name, "description": w.description} for k, w in self.words.items()},
         }
 
 
@@ -273,6 +292,7 @@ class _Parser:
             expiry = {}
         settings = self.expiry(expiry) if "expiry" in document else None
         pulls = self.pulls(document.get("pulls", {}))
+        words = self.words(document.get("data_types", {}), products)
         if self.problems:
             count = len(self.problems)
             head = self.problems[0] if count == 1 else f"{self.source}: {count} problems in the catalog"
@@ -288,6 +308,7 @@ class _Parser:
             default_jurisdiction=default_jurisdiction,
             stale_after_days=stale,
             **pulls,
+            words=MappingProxyType(words),
             source=self.source,
         )
 
@@ -361,6 +382,31 @@ class _Parser:
             else:
                 seen.add(item)
         return frozenset(seen)
+
+    # data types in plain words
+
+    def words(self, table: Any, products: dict[str, Product]) -> dict[str, DataTypeWords]:
+        if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+            self.fail("data_types", "must be tables: write each data type as [data_types.<key>]")
+            return {}
+        found = {}
+        for key, entry in table.items():
+            where = f"[data_types.{key}]"
+            if key not in DATA_TYPES:
+                self.fail(where, f"unknown data type {key!r}{_suggest(key, DATA_TYPES)}")
+                continue
+            self.fields(where, entry, _WORDS_FIELDS)
+            bad = [n for n in _WORDS_FIELDS if n in entry and not (isinstance(entry[n], str) and entry[n].strip())]
+            for name in bad:
+                self.fail(where, f"{name} must be a non-empty string, got {entry[name]!r}")
+            if not bad and set(_WORDS_FIELDS) <= set(entry):
+                found[key] = DataTypeWords(key, entry["name"].strip(), entry["description"].strip())
+        declared = frozenset().union(*(p.data_types for p in products.values()))
+        missing = [k for k in DATA_TYPES if k in declared and k not in table]
+        if missing:
+            self.fail("data_types", f"no name and description for data type {', '.join(map(repr, missing))}, "
+                                    "which a product declares: add a [data_types.<key>] table for each")
+        return found
 
     # pulls
 

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     codat_webhook_secret: SecretStr | None = Field(
         None, description="signing secret of the Codat webhook endpoint (whsec_...), for the receiver"
     )
+    journey_base_url: str | None = Field(
+        None,
+        description="public base URL of the hosted consent journey (e.g. https://consent.example.com), used in "
+        "the links POST /v1/companies/{id}/journey-links makes; default: the request's own base URL",
+    )
     alert_webhook_url: str | None = Field(
         None,
         description="operators' alerts (a flow run failed) are POSTed here as {text, title} JSON by a Prefect "

@@ -18,6 +18,8 @@ pytest_plugins = [
     "tests.fixtures_receiver",
     "tests.fixtures_flows",
     "tests.fixtures_api",
+    "tests.fixtures_browser",
+    "tests.fixtures_journey",
 ]
 
 

@@ -89,6 +89,8 @@ def base_document() -> dict[str, Any]:
                 {"source_type": "Banking", "jurisdiction": "eu", "period_days": 180, "basis": "reauthentication"},
             ],
         },
+        # every Codat data type in words, so that any edit naming a valid data type still loads
+        "data_types": {key: {"name": f"The {key}", "description": f"what {key} are"} for key in DATA_TYPES},
     }
 
 
@@ -419,3 +421,42 @@ def test_any_negative_or_fractional_retention_is_refused(days: float) -> None:
     _product(document, "dashboard")["retention_days"] = days
     with pytest.raises(CatalogError, match=r"product 'dashboard': retention_days .* got "):
         parse_catalog(dump(document), source="generated.toml")
+
+
+# --- data types in plain words ------------------------------------------------------------------------------
+
+
+def test_the_shipped_catalog_says_every_declared_data_type_in_plain_words(shipped: Catalog) -> None:
+    assert set(shipped.words) >= shipped.data_types
+    words = shipped.describe("balanceSheet")
+    assert (words.name, words.description) == (
+        "Balance sheets", "your assets, liabilities and equity at the end of each period"
+    )
+    assert all(w.name and w.description and w.key == k for k, w in shipped.words.items())
+    assert shipped.describe("journals").name == "journals"  # no words: the key
+    assert shipped.to_dict()["data_types"]["invoices"]["name"] == "Invoices"
+
+
+def test_a_declared_data_type_without_words_is_named(tmp_path: Path) -> None:
+    document = edit(lambda d: [d["data_types"].pop(k) for k in ("balanceSheet", "banking-accounts")])
+    with pytest.raises(CatalogError) as raised:
+        load_catalog(write(tmp_path, document))
+    assert "no name and description for data type 'balanceSheet', 'banking-accounts'" in str(raised.value)
+    assert "my-catalog.toml: data_types:" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda d: d["data_types"].update(invoicez={"name": "x", "description": "y"}),
+         "[data_types.invoicez]: unknown data type 'invoicez' (did you mean 'invoices'?)"),
+        (lambda d: d["data_types"]["invoices"].pop("description"),
+         "[data_types.invoices]: missing required field 'description'"),
+        (lambda d: d["data_types"]["invoices"].update(name="  "), "name must be a non-empty string, got '  '"),
+        (lambda d: d["data_types"]["invoices"].update(colour="red"), "unknown field 'colour'"),
+    ],
+)
+def test_bad_data_type_words_are_refused_naming_the_key(tmp_path: Path, change: Any, named: str) -> None:
+    with pytest.raises(CatalogError) as raised:
+        load_catalog(write(tmp_path, edit(change)))
+    assert named in str(raised.value)

@@ -94,7 +94,7 @@ def test_bad_input_exits_2_naming_the_value_and_writes_nothing(env, args, names)
 def test_db_upgrade_creates_the_database(env):
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "revision 0006" in result.output and env.exists()
+    assert "revision 0007" in result.output and env.exists()
 
 
 @pytest.mark.prefect

@@ -490,6 +490,7 @@ def _dry_and_real_runs(served: Served) -> dict[str, dict[bool, dict[str, Any]]]:
     return {name: found[name] for name in DRY_RUN_DEPLOYMENTS}
 
 
+@pytest.mark.browser
 def test_in_a_browser_each_deployment_page_lists_its_dry_and_real_runs(served, page):
     runs = _dry_and_real_runs(served)
     deployments = {d["name"]: d for d in served.http.post("/deployments/filter", json={}).json()}
@@ -512,6 +513,7 @@ def _latest_table(served: Served, key: str) -> dict[str, Any] | None:
     return next(iter(response.json()), None)
 
 
+@pytest.mark.browser
 def test_in_a_browser_each_table_artifact_leads_with_what_how_urgent_and_when(served, page):
     _dry_and_real_runs(served)
     if _latest_table(served, "retention-planned") is None:  # a revocation plans deletions: a table to show
@@ -530,6 +532,7 @@ def test_in_a_browser_each_table_artifact_leads_with_what_how_urgent_and_when(se
         assert "key" not in headers[: len(leading) + 2]  # the long item key is last, not in the way
 
 
+@pytest.mark.browser
 def test_in_a_browser_the_failure_alert_links_to_the_failed_runs_page(served, page):
     inbox = served.home / "alerts.jsonl"
     deployment = next(d for d in served.http.post("/deployments/filter", json={}).json()

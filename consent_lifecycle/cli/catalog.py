@@ -26,3 +26,6 @@ def catalog_show(as_json: JsonOption = False, catalog: CatalogOption = None) -> 
         return
     typer.echo(f"catalog version {loaded.version}")
     print_table(rows, ["key", "name", "retention_days", "required", "optional"])
+    typer.echo("\ndata types, as the consent journey shows them")
+    words = [{"data_type": w.key, "name": w.name, "description": w.description} for w in loaded.words.values()]
+    print_table(words, ["data_type", "name", "description"])
