@@ -406,6 +406,14 @@ def test_a_webhook_delivery_is_processed_within_seconds_through_the_trigger(serv
 
     _eventually(done, "the delivery was not processed", served, timeout=60)
 
+    def started_by_the_webhook() -> list[dict[str, Any]]:
+        response = served.http.post("/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["webhook"]}}})
+        response.raise_for_status()
+        return response.json()
+
+    runs = _eventually(started_by_the_webhook, "no codat-events run tagged webhook", served, timeout=30)
+    assert all(r["name"].startswith("codat-events-") and r["name"].endswith("-webhook") for r in runs)
+
 
 def test_prefect_deploy_all_from_the_repository_registers_every_deployment_and_the_trigger(tmp_path):
     """What a worker setup does instead of `make serve`: a work pool, `prefect deploy --all`, no prompt."""
