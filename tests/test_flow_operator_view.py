@@ -41,8 +41,11 @@ def seen(flow_run_id: UUID) -> tuple[dict, dict[str, dict]]:
     return asyncio.run(read())
 
 
-def test_a_dry_run_is_completed_says_so_everywhere_and_shows_no_empty_table(world, caplog):  # noqa: F811
+def test_a_dry_run_is_completed_says_so_everywhere_and_shows_no_empty_table(world, caplog, monkeypatch):  # noqa: F811
+    from consent_lifecycle.retention import store
+
     caplog.set_level(logging.INFO, logger="prefect.flow_runs")
+    monkeypatch.setattr(store, "ARTIFACT_ROWS", 2)  # a table capped below what there is says so
     world["ledger"].revoke(world["company"], "lending", actor="customer", channel="ui", at=SANDBOX_NOW, reason="x")
 
     state, summary = run_retention(now=SANDBOX_NOW + timedelta(days=31), dry_run=True)
@@ -55,6 +58,9 @@ def test_a_dry_run_is_completed_says_so_everywhere_and_shows_no_empty_table(worl
     planned = artifacts["retention-planned"]
     assert planned["type"] == "table"
     rows = json.loads(planned["data"])
+    assert len(rows) == 2 and planned["description"].endswith(
+        f"2 of {summary.due} shown; the full list: `consent deletions list --status planned`"
+    )
     assert list(rows[0])[:5] == ["due_at", "scope", "data_type", "company", "status"]
     assert list(rows[0])[-1] == "key" and rows[0]["company"]  # the snapshot's name beside the id
     for key in ("retention-executed", "retention-held-cancelled", "retention-failed"):  # nothing: no table
