@@ -38,7 +38,8 @@ def _run_name() -> str:
 
 @flow(name="codat-events", flow_run_name=_run_name, task_runner=task_runner())
 async def codat_events(now: datetime | None = None, batch_size: int = 2000, trigger: str | None = None) -> EventsSummary:
-    """`trigger`: what started the run when an automation did ("webhook": the receiver stored events)."""
+    """Drain the inbox of Codat webhook events, reconciling at once companies whose reads broke consent;
+    `trigger` is what started the run when an automation did ("webhook": the receiver stored events)."""
     logger = get_run_logger()
     await tag_run(run_tags(dry_run=False))
     now = now or utcnow()

@@ -59,7 +59,9 @@ async def retention_enforcement(
     batch_size: int = 200,
     trigger: str | None = None,
 ):
-    """`trigger`: what started the run when an automation did (its event), for its name and tags."""
+    """Plan deletion items, then delete what is due (unless a dry run, the kill switch, or more than
+    `max_deletions` due); `trigger` is what started the run when an automation did (its event), for its name
+    and tags."""
     logger = get_run_logger()
     await tag_run(run_tags(dry_run))
     now = now or utcnow()
