@@ -90,6 +90,7 @@ async def _attention_artifact(table: pd.DataFrame, summary: ScanSummary) -> None
     ]
     await publish_table(
         "expiry-attention", rows, total=sum(summary.classes[c] for c in ATTENTION_CLASSES),
+        full_list=f"consent connections attention --now {summary.as_of}",
         description=f"Expired, expiring and stale connections at {summary.as_of}, most urgent first",
         nothing=f"Nothing expired, expiring or stale at {summary.as_of}.",
     )

@@ -103,3 +103,19 @@ def test_an_expiry_scan_dry_run_says_so_and_its_table_leads_with_class_expiry_an
                    for r in rows)
     summary_md = artifacts["expiry-summary"]["data"]
     assert "| notices | count |" in summary_md and "{" not in summary_md
+
+
+def test_the_full_list_behind_a_capped_expiry_table_is_the_command_its_cap_line_names(world):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from consent_lifecycle.cli import app
+    from flows.connection_expiry_scan import connection_expiry_scan
+
+    state = asyncio.run(connection_expiry_scan(now=SANDBOX_NOW, dry_run=True, return_state=True))
+    _, artifacts = seen(state.state_details.flow_run_id)
+    shown = json.loads(artifacts["expiry-attention"]["data"])
+
+    listed = CliRunner().invoke(app, ["connections", "attention", "--now", "2026-11-01T12:00:00Z", "--json"])
+
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout) == shown  # the same rows, in the same order, as the scan's table

@@ -186,6 +186,26 @@ def company_names(engine: Engine, company_ids: Sequence[str]) -> dict[str, str]:
         return dict(select_rows(db, select(Company.id, Company.name), Company.id, list(company_ids)))
 
 
+def connections_for_expiry(engine: Engine) -> pd.DataFrame:
+    """The live connections with what the expiry model and the operator's table read: id, company_id, company
+    (its name), platform_name, source_type, status, jurisdiction, created_at, last_sync_at,
+    last_authorized_at, last_reconfirmed_at, status_changed_at."""
+    columns = [
+        Connection.id, Connection.company_id, Company.name.label("company"), Connection.platform_name,
+        Connection.source_type, Connection.status, Company.jurisdiction, Connection.created_at,
+        Connection.last_sync_at, Connection.last_authorized_at, Connection.last_reconfirmed_at,
+        Connection.status_changed_at,
+    ]
+    query = (
+        select(*columns).join(Company, Company.id == Connection.company_id).where(Connection.deleted_at.is_(None))
+    )
+    with engine.connect() as db:
+        frame = pd.DataFrame.from_records(db.execute(query).all(), columns=[c.key for c in columns])
+    for column in ("created_at", "last_sync_at", "last_authorized_at", "last_reconfirmed_at", "status_changed_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 
 _CONNECTION_WRITE = [
