@@ -86,7 +86,6 @@ async def retention_enforcement(
     )
     await _report(planned, outcomes, summary)
     ending = run_ending(gate, outcomes)
-    (logger.error if ending.failed else logger.info)("%s", ending.message)
     # Prefect's own state names (the UI's default filters list only those); the message says what happened
     state = (Failed if ending.failed else Completed)(message=ending.message)
     state.data = summary  # the summary is the run's result either way
