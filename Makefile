@@ -31,14 +31,18 @@ test: venv
 # Figures, not tests: the flows at chosen sizes against a sandbox process and a real Prefect server, and the
 # reconciliation diff against a naive loop, paging under a low per-minute rate limit (~2 min), the event-driven
 # nights (webhooks, codat-events, incremental reconciliation), and webhook-to-correction latency under
-# deployments.serve. Results land in benchmarks/results/ (gitignored).
+# deployments.serve, and the Consent API under load (access checks with wrk, batches, grant/revoke; on PostgreSQL
+# too when BENCH_POSTGRES_URL is set). Results land in benchmarks/results/ (gitignored).
 BENCH_COMPANIES ?= 1000 10000
+BENCH_POSTGRES_URL ?=
 bench: venv
 	$(BIN)/python -m benchmarks.bench --companies $(BENCH_COMPANIES)
 	$(BIN)/python -m benchmarks.diff_bench --rows 1000000
 	$(BIN)/python -m benchmarks.rate_limit_bench
 	$(BIN)/python -m benchmarks.incremental_bench --companies $(BENCH_COMPANIES) --nights 3
 	$(BIN)/python -m benchmarks.webhook_latency_bench
+	$(BIN)/python -m benchmarks.access_core_bench --companies 10000 $(if $(BENCH_POSTGRES_URL),--postgres-url $(BENCH_POSTGRES_URL))
+	$(BIN)/python -m benchmarks.api_bench --companies 10000 $(if $(BENCH_POSTGRES_URL),--postgres-url $(BENCH_POSTGRES_URL))
 
 # Longer runs of the crash trials (SIGKILL at random points): 20 per flow instead of CI's few, for every flow
 # (the scan and the reconciliation in test_flow_crashes.py, retention in test_retention_crashes.py), with the

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
 from consent_lifecycle.db import models as m
-from consent_lifecycle.db.engine import lock_company, make_engine, normalize_url
+from consent_lifecycle.db.engine import SQLITE_MMAP_BYTES, lock_company, make_engine, normalize_url
 from consent_lifecycle.db.migrate import current, downgrade, head, upgrade
 from consent_lifecycle.db.types import NaiveDatetimeError
 
@@ -312,6 +312,7 @@ def test_make_engine_sqlite_pragmas_and_parent_directory(tmp_path: Path) -> None
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 30_000
+            assert conn.exec_driver_sql("PRAGMA mmap_size").scalar_one() == SQLITE_MMAP_BYTES
         assert path.exists()
     finally:
         engine.dispose()

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine, select
 
-from consent_lifecycle.api import consents, holds, journey, problems
+from consent_lifecycle.api import access, consents, holds, journey, problems
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.db.models import ApiSecret
 from consent_lifecycle.ledger import Ledger
@@ -52,7 +52,7 @@ def create_app(
     app.state.ledger = Ledger(engine, catalog, on_change=on_change)
     app.state.secret = secret or signing_secret(engine)
     problems.install(app)
-    for router in (consents.router, holds.router, journey.router):
+    for router in (consents.router, access.router, holds.router, journey.router):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

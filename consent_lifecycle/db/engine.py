@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 #: how long a SQLite connection waits for another writer before "database is locked"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024
 
 _POSTGRES_ALIASES = {"postgres", "postgresql"}
 
@@ -89,6 +90,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int, begin: str) -> None:
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            # reads through a memory map instead of a read() per page missing from the 2 MB page cache: a
+            # batch of 10,000 access checks over 10k companies took 0.29 s of CPU, 0.20 s with it
+            cursor.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
         finally:
             cursor.close()
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import Engine, insert
 
+from consent_lifecycle.access.check import validate_checks
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc
+from consent_lifecycle.db.bulk import plain_rows
 from consent_lifecycle.db.models import AccessRecord
-from consent_lifecycle.ledger import Ledger
+from consent_lifecycle.ledger import ConsentError, Ledger
 from consent_lifecycle.ledger.scope import check_data_type_key
 
 
@@ -44,6 +48,33 @@ def record_access(
     }
     with engine.begin() as db:
         return db.execute(insert(AccessRecord).values(row).returning(AccessRecord.id)).scalar_one()
+
+
+#: what `record_accesses` reads (connection_id may be missing or None)
+RECORD_COLUMNS = ["product", "company_id", "connection_id", "data_type", "at"]
+
+
+def record_accesses(engine: Engine, catalog: Catalog, rows: pd.DataFrame, now: datetime) -> list[int]:
+    """`record_access` for many reads in one INSERT statement; the new ids, in the rows' order.
+
+    Every row is checked first (an error naming the first bad row's position and value: a missing
+    company, an unknown product or data type, a missing `at`): nothing is written when one is bad."""
+    frame = rows.reset_index(drop=True)
+    if "connection_id" not in frame:
+        frame = frame.assign(connection_id=None)
+    validate_checks(catalog, frame.assign(connection_id="-"), what="records")
+    if "at" not in frame:
+        raise ConsentError("records lack the column 'at' (when each read happened)")
+    at = pd.to_datetime(frame["at"], utc=True)
+    bad = np.flatnonzero(at.isna().to_numpy())
+    if len(bad):
+        raise ConsentError(f"records[{bad[0]}]: at must be a time, got {frame['at'].iloc[bad[0]]!r}")
+    if frame.empty:
+        return []
+    values = plain_rows(frame.assign(at=at, recorded_at=pd.Timestamp(as_utc(now))), RECORD_COLUMNS + ["recorded_at"])
+    statement = insert(AccessRecord).returning(AccessRecord.id, sort_by_parameter_order=True)
+    with engine.begin() as db:
+        return list(db.execute(statement, values).scalars())
 
 
 def is_permitted(
