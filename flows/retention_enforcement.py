@@ -24,7 +24,7 @@ from consent_lifecycle.operator_view import lead_with, markdown_table, with_comp
 from consent_lifecycle.retention.gate import deletion_gate, run_ending
 from consent_lifecycle.retention.store import Plan
 from consent_lifecycle.retention.summary import RetentionSummary
-from flows.run_info import run_name, run_tags, started_by, tag_run
+from flows.run_info import company_label, run_name, run_tags, started_by, tag_run
 from tasks.artifacts import publish_table
 from tasks.retention import (
     count_due,
@@ -42,11 +42,12 @@ ROWS = 1000
 
 
 def _run_name() -> str:
-    """`retention-<day>-<what started it>[-<company>][-dry-run]`, e.g. retention-2026-12-06-revoked-<id>-dry-run."""
+    """`retention-<day>-<what started it>[-<company>][-dry-run]`, e.g.
+    retention-2026-12-06-revoked-harbour-joinery-gmbh-dry-run (the company's name, else its id)."""
     parameters = flow_run.parameters
     now = parameters.get("now") or flow_run.scheduled_start_time
     companies = parameters.get("company_ids") or []
-    scope = (companies[0] if len(companies) == 1 else f"{len(companies)}-companies") if companies else None
+    scope = (company_label(companies[0]) if len(companies) == 1 else f"{len(companies)}-companies") if companies else None
     return run_name("retention", f"{now:%Y-%m-%d}" if now else None, started_by(), scope)
 
 

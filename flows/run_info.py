@@ -8,6 +8,7 @@ button), "cli" (called in-process: `consent run ...`, tests).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,9 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
+
+from consent_lifecycle.snapshot.store import company_names
+from tasks.resources import engine
 
 #: the tag every dry run carries (besides its name and its final state's message saying so)
 DRY_RUN_TAG = "dry-run"
@@ -34,6 +38,17 @@ def started_by() -> str:
     if run.auto_scheduled:
         return "scheduled"
     return "manual" if run.deployment_id else "cli"
+
+
+def company_label(company_id: str) -> str:
+    """The company's name as a run name part ("Harbour Joinery GmbH" -> harbour-joinery-gmbh) when the
+    snapshot knows it, else its id (a name is only for reading: the id is in the run's parameters)."""
+    try:
+        name = company_names(engine(), [company_id]).get(company_id)
+    except Exception:  # noqa: BLE001 - a run name never stops a run
+        name = None
+    slug = re.sub(r"[^a-z0-9]+", "-", (name or "").lower()).strip("-")
+    return slug or company_id
 
 
 def run_name(flow: str, *parts: str | None) -> str:

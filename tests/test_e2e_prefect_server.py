@@ -366,7 +366,10 @@ def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
     run = _finished(served, run["id"])
     seconds = time.monotonic() - revoked_at
     assert run["state"]["name"] == "Completed", (run["state"], seconds)
-    assert run["state"]["message"].startswith("Dry run: ") and run["name"].endswith(f"-revoked-{company}-dry-run")
+    with sqlite3.connect(served.home / "consent.db") as db:
+        (name,) = db.execute("SELECT name FROM companies WHERE id = ?", (company,)).fetchone()
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")  # the company's name says which company
+    assert run["state"]["message"].startswith("Dry run: ") and run["name"].endswith(f"-revoked-{slug}-dry-run")
     assert {"dry-run", "revoked"} <= set(run["tags"])
     planned = json.loads(_artifacts(served, run["id"])["retention-planned"]["data"])
     assert planned and {item["company_id"] for item in planned} == {company}

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from datetime import timedelta
 from uuid import UUID
 
 import pytest
+from sqlalchemy import text
 
 from flows.retention_enforcement import retention_enforcement
 from tests.fixtures_sandbox import SANDBOX_NOW
@@ -74,9 +76,14 @@ def test_a_dry_run_is_completed_says_so_everywhere_and_shows_no_empty_table(worl
 def test_a_run_over_its_deletion_cap_fails_naming_products_companies_and_the_next_step(world):  # noqa: F811
     world["ledger"].revoke(world["company"], "lending", actor="customer", channel="ui", at=SANDBOX_NOW, reason="x")
 
-    state, summary = run_retention(now=SANDBOX_NOW + timedelta(days=31), max_deletions=1)
+    state, summary = run_retention(now=SANDBOX_NOW + timedelta(days=31), max_deletions=1,
+                                   company_ids=[world["company"]])
 
     assert state.is_failed() and summary.executed_done == 0
+    with world["engine"].connect() as db:
+        name = db.execute(text("SELECT name FROM companies WHERE id = :c"), {"c": world["company"]}).scalar_one()
+    run, _ = seen(state.state_details.flow_run_id)
+    assert run["name"] == "retention-2026-12-02-cli-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     assert state.message.startswith(f"{summary.due} deletions due exceed max_deletions=1: nothing deleted.")
     assert f"Why they are due: consent for lending ended {summary.due}." in state.message
     assert f"({world['company']}) {summary.due}." in state.message  # the company, by name and id
