@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import pandas as pd
-from sqlalchemy import Connection as Db
 from sqlalchemy import Engine
 
 from consent_lifecycle.access.check import check_access
@@ -21,6 +20,7 @@ from consent_lifecycle.access.reasons import explain
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc
 from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
+from consent_lifecycle.db.engine import statement_connection
 from consent_lifecycle.ledger.scope import check_data_type_key
 
 
@@ -81,18 +81,10 @@ def check_one(
         row = check_access(engine, catalog, pd.DataFrame([{**names, "at": as_utc(at)}]), now).iloc[0]
         code = row["reason"]
     else:
-        with read_connection(engine) as db:
+        with statement_connection(engine) as db:
             row = db.exec_driver_sql(ONE_CHECK[db.dialect.paramstyle], (0, *names.values())).one()
         code = reason_of(Facts(*row[1:]), catalog, company_id, data_type, as_utc(now))
     return Decision(code == "permitted", code, explain(code, **names))
-
-
-def read_connection(engine: Engine) -> Db:
-    """A connection for one statement. On PostgreSQL in autocommit: one statement sees one consistent
-    snapshot anyway, and the BEGIN and ROLLBACK round trips were half a check's time. (On SQLite, switching
-    the isolation level per checkout costs more than the transaction does.)"""
-    db = engine.connect()
-    return db.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else db
 
 
 def reason_of(facts: Facts, catalog: Catalog, company_id: str, data_type: str, moment: datetime) -> str:

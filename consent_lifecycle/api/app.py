@@ -52,7 +52,7 @@ def create_app(
     app.state.ledger = Ledger(engine, catalog, on_change=on_change)
     app.state.secret = secret or signing_secret(engine)
     problems.install(app)
-    for router in (consents.router, access.router, holds.router, journey.router):
+    for router in (access.router, consents.router, holds.router, journey.router):  # the hot path first
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import iso
+from consent_lifecycle.db.engine import statement_connection
 from consent_lifecycle.db.models import ApiKey
 from consent_lifecycle.ledger import ConflictError, ConsentError, NotFoundError
 from consent_lifecycle.ledger.scope import product_of
@@ -78,17 +79,21 @@ def _next_name(db: Any, stem: str) -> str:
     return f"{stem}-{number}"
 
 
+#: the lookup of every request, as plain SQL per driver parameter style (building and compiling the
+#: expression cost twice the access check it guards)
+LOOKUP = {
+    style: f"SELECT id, name, product FROM api_keys WHERE key_hash = {mark} AND revoked_at IS NULL"
+    for style, mark in (("qmark", "?"), ("pyformat", "%s"), ("format", "%s"))
+}
+
+
 def find_caller(engine: Engine, key: str) -> Caller | None:
     """The caller a presented key stands for, or None when it is unknown or revoked."""
     if not key.startswith(PREFIX):
         return None
-    with engine.connect() as db:
-        row = db.execute(
-            select(ApiKey.id, ApiKey.name, ApiKey.product).where(
-                ApiKey.key_hash == digest(key), ApiKey.revoked_at.is_(None)
-            )
-        ).first()
-    return Caller(row.id, row.name, row.product) if row is not None else None
+    with statement_connection(engine) as db:
+        row = db.exec_driver_sql(LOOKUP[engine.dialect.paramstyle], (digest(key),)).first()
+    return Caller(*row) if row is not None else None
 
 
 def list_keys(engine: Engine, *, include_revoked: bool = False) -> list[dict[str, Any]]:
