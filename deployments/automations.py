@@ -46,7 +46,11 @@ def failure_automation(block_id: UUID, flows: list[str]) -> AutomationCore:
     """Every Failed run of `flows` notifies through the block `block_id`, at once, once per run."""
     return AutomationCore(
         name=FAILURE_AUTOMATION,
-        description="A consent-lifecycle flow run failed: tell the operators (deployments/automations.py)",
+        description=(
+            "When a consent-lifecycle flow run fails (prefect.flow-run.Failed), POST its name, the state's "
+            "message and a link to the run's page to the operators' alert webhook (block consent-ops-alerts; "
+            "make serve: its /alerts inbox, .consent/alerts.jsonl). Defined in deployments/automations.py."
+        ),
         trigger=EventTrigger(
             expect={"prefect.flow-run.Failed"},
             match_related={"prefect.resource.role": "flow", "prefect.resource.name": flows},  # type: ignore[arg-type]

@@ -11,7 +11,8 @@ Usage (from the repository root; `make serve` runs the first line):
 What it does, in order:
 
 1. Prefect: unless PREFECT_API_URL is set (or `--no-server`), starts `prefect server start` on 127.0.0.1
-   (`--port`, default 4200) and waits for `/api/health`. The server keeps its SQLite database in
+   (`--port`, default 4200) with PREFECT_UI_URL set (the failure alert's link to the run) and waits for
+   `/api/health`. The server keeps its SQLite database in
    PREFECT_HOME, or uses PostgreSQL when PREFECT_SERVER_DATABASE_CONNECTION_URL is set (inherited).
 2. Codat: unless CONSENT_CODAT_BASE_URL is set (or `--no-sandbox`), starts `consent sandbox serve`
    (`--sandbox-port`, default 8710) with the key in CONSENT_CODAT_API_KEY (one is generated if unset) and its
@@ -30,6 +31,10 @@ What it does, in order:
    subprocesses of this one. The work pool of prefect.yaml is for `prefect deploy` + a worker; serving
    needs none.
 
+Then it writes `.consent/serve.env` (beside `--log-dir`; owner-only, mode 0600): `export` lines for another
+terminal (`source .consent/serve.env`): PREFECT_API_URL, CONSENT_DATABASE_URL, CONSENT_CODAT_BASE_URL and
+the sandbox's CONSENT_CODAT_API_KEY (the key is never printed), CONSENT_API_URL.
+
 Ctrl-C or SIGTERM stops serving (Prefect pauses the deployments' schedules until they are served again),
 then stops the server, the sandbox and the receiver this process started. Their output goes to `--log-dir`.
 """
@@ -40,8 +45,10 @@ import argparse
 import base64
 import os
 import secrets
+import shlex
 import signal
 import sys
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -53,14 +60,27 @@ from deployments.specs import PREFECT_YAML, build_deployment, deployment_specs
 # -- the Prefect server and the sandbox -------------------------------------------------------------
 
 
+def server_environment(port: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the Prefect server on HOST:`port`: `environ` without PREFECT_API_URL, with its UI
+    URL and the API URL its UI calls. The server renders `{{ flow_run|ui_url }}` in automations' notifications
+    from PREFECT_UI_URL, which it would otherwise infer from a PREFECT_API_URL it does not have: the failure
+    alert's link read "None". On any port but 4200 the UI's pages called port 4200 and showed no data."""
+    env = {k: v for k, v in environ.items() if k != "PREFECT_API_URL"}
+    return {
+        **env,
+        "PREFECT_UI_URL": env.get("PREFECT_UI_URL") or f"http://{HOST}:{port}",
+        # the API the UI's pages call: Prefect derives it from PREFECT_SERVER_API_PORT (4200), not `--port`
+        "PREFECT_SERVER_UI_API_URL": env.get("PREFECT_SERVER_UI_API_URL") or f"http://{HOST}:{port}/api",
+    }
+
+
 def start_prefect_server(stack: ExitStack, port: int, log_dir: Path) -> str:
     """Start `prefect server start` on HOST:`port`; returns its API URL once healthy."""
     hint = f"Set PREFECT_API_URL=http://{HOST}:{port}/api to use it, or pass --port."
     require_free(port, "a Prefect server", hint)
     log_path = log_dir / "prefect-server.log"
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    process = stack.enter_context(running(argv, log_path, env))
+    process = stack.enter_context(running(argv, log_path, server_environment(port, os.environ)))
     api_url = f"http://{HOST}:{port}/api"
     wait_for(f"{api_url}/health", process, log_path, healthy)
     return api_url
@@ -150,6 +170,37 @@ def migrate_consent_database() -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+# -- what a second terminal needs -------------------------------------------------------------------
+
+
+def absolute_database_url(url: str) -> str:
+    """`url` with a relative SQLite path made absolute (a second terminal may start elsewhere)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return url
+    return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
+
+
+def serve_env(variables: Mapping[str, str | None]) -> str:
+    """`export NAME=value` lines (shell-quoted) a second terminal can `source`; unset values left out."""
+    lines = ["# written by `make serve` (deployments/serve.py) for another terminal: source .consent/serve.env"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in variables.items() if value]
+    return "\n".join(lines) + "\n"
+
+
+def write_serve_env(path: Path, variables: Mapping[str, str | None]) -> Path:
+    """Write `serve_env(variables)` to `path`, readable by its owner only (it may hold the sandbox's key: never
+    printed or logged, this file is where the operator's own shell gets it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(serve_env(variables))
+    return path
+
+
 # -- main -------------------------------------------------------------------------------------------
 
 
@@ -181,6 +232,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from consent_lifecycle.settings import get_settings
+
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     with ExitStack() as stack:
@@ -200,13 +253,20 @@ def main(argv: list[str] | None = None) -> None:
                 send_sandbox_webhooks(sandbox_url, os.environ["CONSENT_CODAT_API_KEY"], receiver_url, secret)
             os.environ.setdefault("CONSENT_ALERT_WEBHOOK_URL", f"{receiver_url}/alerts")
             api_url = start_api(stack, args.api_port, args.api_workers, args.log_dir)
-            serve(sandbox_url, database, receiver_url, api_url)
+            env_file = write_serve_env(args.log_dir.parent / "serve.env", {
+                "PREFECT_API_URL": os.environ.get("PREFECT_API_URL"),
+                "CONSENT_DATABASE_URL": absolute_database_url(get_settings().database_url),
+                "CONSENT_CODAT_BASE_URL": sandbox_url or get_settings().codat_base_url,
+                "CONSENT_CODAT_API_KEY": os.environ["CONSENT_CODAT_API_KEY"] if sandbox_url else None,
+                "CONSENT_API_URL": api_url,
+            })
+            serve(sandbox_url, database, receiver_url, api_url, env_file)
         except KeyboardInterrupt:
             pass
         print("stopping ...", flush=True)
 
 
-def serve(sandbox_url: str | None, database: str, receiver_url: str, api_url: str) -> None:
+def serve(sandbox_url: str | None, database: str, receiver_url: str, consent_api: str, env_file: Path) -> None:
     """Import Prefect (PREFECT_API_URL is settled now), create the failure alert, print where everything
     is, serve until stopped."""
     import prefect
@@ -229,8 +289,10 @@ def serve(sandbox_url: str | None, database: str, receiver_url: str, api_url: st
     print(f"Consent DB:   {database}", flush=True)
     print(f"Webhooks in:  {receiver_url}/webhooks/codat", flush=True)
     print(f"Alerts:       {FAILURE_AUTOMATION} -> {alert_url}", flush=True)
-    print(f"Consent API:  {api_url} (docs at {api_url}/docs; a key: consent api-keys create --product lending)",
-          flush=True)
+    print(f"Consent API:  {consent_api} (docs at {consent_api}/docs; a key: consent api-keys create --product "
+          "lending)", flush=True)
+    print(f"Another terminal: source {env_file} (PREFECT_API_URL, CONSENT_DATABASE_URL, the Codat URL and key, "
+          "CONSENT_API_URL)", flush=True)
     print(f"Serving {len(deployments)} deployments from {PREFECT_YAML}; Ctrl-C stops everything.", flush=True)
     prefect.serve(*deployments)
 

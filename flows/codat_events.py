@@ -13,13 +13,14 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import uuid4
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import iso, utcnow
 from consent_lifecycle.events.summary import EventsSummary
+from flows.run_info import run_name, run_tags, started_by, tag_run
 from flows.task_runner import task_runner
 from tasks.codat_events import claim_events, process_events
 from tasks.reconciliation import fetch_codat_state, reconcile_batch, remediate
@@ -30,12 +31,17 @@ RECONCILE_BATCH = 2000
 
 
 def _run_name() -> str:
+    """`codat-events-<time>-<what started it>`: webhook (the receiver's nudge), scheduled (the safety net)..."""
     now = flow_run.parameters.get("now") or flow_run.scheduled_start_time
-    return f"codat-events-{now:%Y-%m-%dT%H%M%S}" if now else "codat-events"
+    return run_name("codat-events", f"{now:%Y-%m-%dT%H%M%S}" if now else None, started_by())
 
 
 @flow(name="codat-events", flow_run_name=_run_name, task_runner=task_runner())
-async def codat_events(now: datetime | None = None, batch_size: int = 2000) -> EventsSummary:
+async def codat_events(now: datetime | None = None, batch_size: int = 2000, trigger: str | None = None) -> EventsSummary:
+    """Drain the inbox of Codat webhook events, reconciling at once companies whose reads broke consent;
+    `trigger` is what started the run when an automation did ("webhook": the receiver stored events)."""
+    logger = get_run_logger()
+    await tag_run(run_tags(dry_run=False))
     now = now or utcnow()
     worker = f"codat-events-{flow_run.id or uuid4()}"
     batches = []
@@ -56,5 +62,10 @@ async def codat_events(now: datetime | None = None, batch_size: int = 2000) -> E
             ).result()
             requests += remediation.codat_requests
     summary = EventsSummary.of(iso(now), batches, reconciled_at_once=violators, codat_requests=requests)
+    logger.info("Processed %d events in %d batches (%s); %d retried, %d failed",
+                summary.events, summary.batches, ", ".join(f"{k} {v}" for k, v in summary.processed.items()) or
+                "none", summary.retried, summary.failed)
+    logger.info("%d companies read data no consent covered: reconciled at once (%d Codat requests)",
+                len(violators), requests)
     await create_markdown_artifact(key="codat-events-summary", markdown=summary.markdown())
     return summary

@@ -14,25 +14,27 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
-from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import iso, utcnow
+from consent_lifecycle.expiry import ATTENTION_CLASSES
 from consent_lifecycle.expiry.scan import BatchScan, ScanSummary
+from consent_lifecycle.operator_view import markdown_table
+from flows.run_info import completed, run_name, run_tags, started_by, tag_run
 from flows.task_runner import task_runner
+from tasks.artifacts import publish_table
 from tasks.codat import count_company_pages, fetch_companies
 from tasks.expiry import deliver_notifications, queue_notifications, scan_batch, scan_pages
 from tasks.snapshot import retire_unseen_companies
 
 
 def _run_name() -> str:
-    parameters = flow_run.parameters
-    if parameters.get("dry_run"):
-        return "expiry-scan-dry-run"
-    now = parameters.get("now") or flow_run.scheduled_start_time
-    return f"expiry-scan-{now:%Y-%m-%d}" if now else "expiry-scan"
+    """`expiry-scan-<day>-<what started it>[-dry-run]`, e.g. expiry-scan-2026-11-01-scheduled."""
+    now = flow_run.parameters.get("now") or flow_run.scheduled_start_time
+    return run_name("expiry-scan", f"{now:%Y-%m-%d}" if now else None, started_by())
 
 
 @flow(name="connection-expiry-scan", flow_run_name=_run_name, task_runner=task_runner())
@@ -43,6 +45,8 @@ async def connection_expiry_scan(
     page_size: int = 5000,
     pages_per_task: int = 4,
 ) -> ScanSummary:
+    logger = get_run_logger()
+    await tag_run(run_tags(dry_run))
     now = now or utcnow()
     if company_ids:
         fetched = [fetch_companies.submit(batch) for batch in batched(company_ids, 500)]
@@ -63,15 +67,20 @@ async def connection_expiry_scan(
         delivery = deliver_notifications.submit(now)  # sent while the rest is recorded
         if not company_ids:
             summary = summary.with_(retired_companies=retire_unseen_companies(now))
+    logger.info("Scanned %d companies, %d connections: %s", summary.companies, sum(summary.classes.values()),
+                ", ".join(f"{k} {v}" for k, v in summary.classes.items()))
     await _attention_artifact(scanned.attention, summary)
     if delivery is not None:
         summary = summary.with_(delivery=delivery.result())
+    logger.info("Notices: %d due, %s queued; delivery: %s", summary.notifications_planned,
+                "none (dry run)" if dry_run else summary.notifications_queued,
+                ", ".join(f"{k} {v}" for k, v in (summary.delivery or {}).items()) or "none")
     await _summary_artifact(summary)
-    return summary
+    return completed(summary)
 
 
 async def _attention_artifact(table: pd.DataFrame, summary: ScanSummary) -> None:
-    """What the operator sees in the Prefect UI: what is expiring, expired or stale."""
+    """What the operator sees in the Prefect UI: what is expired, expiring or stale, most urgent first."""
     rows = [
         {
             key: (iso(value) if isinstance(value, pd.Timestamp) else None if pd.isna(value) else value)
@@ -79,10 +88,11 @@ async def _attention_artifact(table: pd.DataFrame, summary: ScanSummary) -> None
         }
         for row in table.to_dict("records")
     ]
-    await create_table_artifact(
-        key="expiry-attention",
-        table=rows,
-        description=f"Expiring, expired and stale connections at {summary.as_of}",
+    await publish_table(
+        "expiry-attention", rows, total=sum(summary.classes[c] for c in ATTENTION_CLASSES),
+        full_list=f"consent connections attention --now {summary.as_of}",
+        description=f"Expired, expiring and stale connections at {summary.as_of}, most urgent first",
+        nothing=f"Nothing expired, expiring or stale at {summary.as_of}.",
     )
 
 
@@ -92,10 +102,11 @@ async def _summary_artifact(summary: ScanSummary) -> None:
         f"# Connection expiry scan, {summary.as_of}" + (" (dry run)" if summary.dry_run else ""),
         "",
     ]
-    lines += ["| class | connections |", "|---|---|"] + [
-        f"| {k} | {v} |" for k, v in summary.classes.items()
-    ]
-    lines += ["", f"Notifications planned: {summary.notifications_planned}; Codat requests: {summary.codat_requests}"]
+    lines += markdown_table(("class", "connections"), summary.classes)
+    notices = {"notifications planned": summary.notifications_planned, "Codat requests": summary.codat_requests}
     if summary.notifications_queued is not None:
-        lines.append(f"Queued: {summary.notifications_queued}; delivery: {summary.delivery}")
+        notices["notifications queued"] = summary.notifications_queued
+    notices |= {f"delivery: {k}": v for k, v in (summary.delivery or {}).items()}
+    lines += ["", *markdown_table(("notices", "count"), notices)]
     await create_markdown_artifact(key="expiry-summary", markdown="\n".join(lines))
+

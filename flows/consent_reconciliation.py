@@ -19,25 +19,24 @@ from collections import deque
 from datetime import datetime
 
 import pandas as pd
-from prefect import flow
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.clock import iso, utcnow
+from consent_lifecycle.operator_view import lead_with, markdown_table, with_company_names
 from consent_lifecycle.reconcile.select import Selection
 from consent_lifecycle.reconcile.summary import (
     BatchReport,
     ReconciliationSummary,
     Remediation,
+    findings_table,
     requests_by_reason,
 )
+from flows.run_info import completed, run_name, run_tags, started_by, tag_run
 from flows.task_runner import task_runner
+from tasks.artifacts import publish_table
 from tasks.reconciliation import (
     fetch_codat_state,
     list_companies,
@@ -45,23 +44,27 @@ from tasks.reconciliation import (
     remediate,
     select_for_tonight,
 )
+from tasks.snapshot import company_names
 
 #: rows in each table artifact
 REPORT_ROWS = 1000
+REMEDIATION_COLUMNS = ["action", "company", "company_id", "connection_id"]
 #: batches whose Codat state is being read at once, ahead of the one being reconciled
 FETCHES_AHEAD = 2
 
 
 def _run_name() -> str:
+    """`reconcile-<when>-<what started it>[-dry-run]`; a window (a backfill slice) is named by its bounds,
+    e.g. reconcile-2026-10-01T0000-to-2026-10-02T0000-backfill."""
     parameters = flow_run.parameters
     start, end = parameters.get("window_start"), parameters.get("window_end")
     if start or end:
-        name = f"reconcile-{start:%Y-%m-%dT%H%M}" if start else "reconcile"
-        name += f"-to-{end:%Y-%m-%dT%H%M}" if end else ""
+        when = f"{start:%Y-%m-%dT%H%M}" if start else None
+        when = "-to-".join(filter(None, [when, f"{end:%Y-%m-%dT%H%M}" if end else None])) if end else when
     else:
         now = parameters.get("now") or flow_run.scheduled_start_time
-        name = f"reconcile-{now:%Y-%m-%dT%H%M}" if now else "reconcile"
-    return name + ("-dry-run" if parameters.get("dry_run") else "")
+        when = f"{now:%Y-%m-%dT%H%M}" if now else None
+    return run_name("reconcile", when, started_by())
 
 
 @flow(name="consent-reconciliation", flow_run_name=_run_name, task_runner=task_runner(processes=True))
@@ -76,6 +79,8 @@ async def consent_reconciliation(
     sweep_days: int = 7,
     budget_minutes: float = 60.0,
 ) -> ReconciliationSummary:
+    logger = get_run_logger()
+    await tag_run(run_tags(dry_run))
     now = now or utcnow()
     if window_start and window_end and window_start >= window_end:
         raise ValueError(f"window_start {iso(window_start)} is not before window_end {iso(window_end)}")
@@ -83,6 +88,9 @@ async def consent_reconciliation(
         raise ValueError(f"sweep_days must be at least 1, got {sweep_days}")
     mode, selection = _select(company_ids, window_start or window_end, now, sweep_days, full, budget_minutes)
     batches = batched(selection.company_ids, batch_size)
+    logger.info("Selection %s: %d companies (%s)%s", mode, len(selection.company_ids),
+                ", ".join(f"{k} {v}" for k, v in selection.reasons.items()) or "none",
+                f"; {selection.deferred} deferred by the request budget" if selection.deferred else "")
     progress = await create_progress_artifact(
         0.0, key="reconciliation-progress", description="Batches reconciled"
     )
@@ -120,8 +128,13 @@ async def consent_reconciliation(
             requests + [r.requests for r in remediations], selection.reason_of(), mode
         ),
     )
+    logger.info("Findings: %s; %d new, %d resolved", ", ".join(f"{k} {v}" for k, v in summary.findings.items()),
+                summary.new, summary.resolved)
+    logger.info("Remediation%s: sync settings set %d of %d, pulls queued %d of %d, deletion items opened %d",
+                " (dry run: none done)" if dry_run else "", summary.sync_settings_set, summary.sync_settings_to_set,
+                summary.pulls_queued, summary.pulls_to_queue, summary.deletion_items_opened)
     await _report(reports, summary)
-    return summary
+    return completed(summary)
 
 
 def _select(
@@ -137,59 +150,43 @@ def _select(
 
 
 async def _report(results: list[BatchReport], summary: ReconciliationSummary) -> None:
-    """What the operator sees: findings by kind and company, the remediations, and the counts."""
-    findings = [r.findings_by_company for r in results if not r.findings_by_company.empty]
-    table = (
-        # batches hold disjoint companies: their (kind, company) counts, sorted together, are the whole run's
-        pd.concat(findings).sort_values(["kind", "company_id"]).reset_index(drop=True)
-        if findings
-        else pd.DataFrame(columns=["kind", "company_id", "findings"])
-    )
-    await create_table_artifact(
-        key="reconciliation-findings",
-        table=table.head(REPORT_ROWS).to_dict("records"),
-        description=f"Findings by kind and company at {summary.as_of}",
-    )
-    remediations = [
-        {
-            "company_id": row["company_id"],
-            "action": f"queue {row['data_type']}",
-            "connection_id": row["connection_id"],
-        }
-        for r in results
-        for row in r.queue_rows
-    ][:REPORT_ROWS] + [
-        {"company_id": c, "action": "set sync settings", "connection_id": None}
-        for r in results
-        for c in r.settings_companies
+    """What the operator sees: findings by kind (most serious first) and company, the remediations, the counts."""
+    queued = [
+        {"action": f"queue {row['data_type']}", "company_id": row["company_id"], "connection_id": row["connection_id"]}
+        for r in results for row in r.queue_rows
     ]
-    await create_table_artifact(
-        key="reconciliation-remediations",
-        table=remediations[:REPORT_ROWS],
-        description="Remediations" + (" planned (dry run)" if summary.dry_run else " done"),
+    settings = [{"action": "set sync settings", "company_id": c, "connection_id": None}
+                for r in results for c in r.settings_companies]
+    remediations = (settings + queued)[:REPORT_ROWS]
+    findings = [r.findings_by_company for r in results]
+    names = company_names(sorted(
+        {c for f in findings if not f.empty for c in f["company_id"]} | {r["company_id"] for r in remediations}
+    ))
+    table, total = findings_table(findings, names, REPORT_ROWS)
+    await publish_table(
+        "reconciliation-findings", table, total=total, full_list="consent findings list --open",
+        description=f"Findings by kind, most serious first, and company at {summary.as_of}",
+        nothing=f"No findings at {summary.as_of}: what Codat pulls and products read matches consent.",
     )
-    lines = [
-        f"# Consent reconciliation, {summary.as_of}" + (" (dry run)" if summary.dry_run else ""),
-        "",
-    ]
+    done = " planned (dry run)" if summary.dry_run else " done"
+    await publish_table(
+        "reconciliation-remediations", lead_with(with_company_names(remediations, names), REMEDIATION_COLUMNS),
+        total=summary.sync_settings_to_set + summary.pulls_to_queue,
+        description="Remediations" + done, nothing="Nothing to remediate" + done + ".",
+    )
+    lines = [f"# Consent reconciliation, {summary.as_of}" + (" (dry run)" if summary.dry_run else ""), ""]
     if summary.window_start or summary.window_end:
         lines += [f"Window: {summary.window_start or 'start'} to {summary.window_end or 'now'}", ""]
-    lines += ["| finding | count |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary.findings.items()]
-    lines += [
-        "",
-        f"Selection: {summary.selection}; companies by reason: "
-        + (", ".join(f"{k} {v}" for k, v in summary.reasons.items()) or "none")
-        + (f"; deferred by the request budget: {summary.deferred} (estimated {summary.estimated_minutes} min)"
-           if summary.deferred else ""),
-        "",
-        f"Codat requests: {summary.codat_requests} ("
-        + (", ".join(f"{k} {v}" for k, v in summary.codat_requests_by_reason.items()) or "none") + ")",
-        "",
-        f"Companies checked: {summary.companies}; pulls read: {summary.pulls_read}",
-        (
-            f"Sync settings set: {summary.sync_settings_set} of {summary.sync_settings_to_set}; "
-            f"pulls queued: {summary.pulls_queued} of {summary.pulls_to_queue}; "
-            f"deletion items opened: {summary.deletion_items_opened}"
-        ),
-    ]
+    lines += markdown_table(("finding", "count"), summary.findings)
+    lines += ["", *markdown_table(("run", "value"), {
+        "selection": summary.selection, "companies by reason": summary.reasons,
+        **({"deferred by the request budget": f"{summary.deferred} (estimated {summary.estimated_minutes} min)"}
+           if summary.deferred else {}),
+        "Codat requests": summary.codat_requests, "Codat requests by reason": summary.codat_requests_by_reason,
+        "companies checked": summary.companies, "pulls read": summary.pulls_read,
+        "sync settings set": f"{summary.sync_settings_set} of {summary.sync_settings_to_set}",
+        "pulls queued": f"{summary.pulls_queued} of {summary.pulls_to_queue}",
+        "deletion items opened": summary.deletion_items_opened,
+    })]
     await create_markdown_artifact(key="reconciliation-summary", markdown="\n".join(lines))
+

@@ -14,8 +14,10 @@ from consent_lifecycle.codat import CodatClient, CodatError
 from consent_lifecycle.notify.outbox import default_worker
 from consent_lifecycle.retention import store
 from consent_lifecycle.retention.execute import execute
+from consent_lifecycle.retention.explain import over_cap_message
 from consent_lifecycle.retention.gate import KILL_SWITCH, kill_switch_enabled
 from consent_lifecycle.retention.purge import SqlTablePurger
+from consent_lifecycle.snapshot.store import company_names
 from tasks.resources import codat_client, engine, settings
 
 
@@ -36,6 +38,14 @@ def count_due(now: datetime, company_ids: list[str] | None) -> store.Due:
     """How many planned items are due at `now` and the highest id among them: a count, not the ids
     (there can be hundreds of thousands)."""
     return store.count_due(engine(), now, company_ids)
+
+
+@task(cache_policy=NO_CACHE)
+def explain_over_cap(now: datetime, company_ids: list[str] | None, due: int, max_deletions: int) -> str:
+    """Why a run over the cap stops: its due items by product and top companies, and what to do next."""
+    counts = store.due_counts(engine(), now, company_ids)
+    names = company_names(engine(), sorted(set(counts["company_id"])))
+    return over_cap_message(due, max_deletions, counts, names)
 
 
 @task(cache_policy=NO_CACHE)

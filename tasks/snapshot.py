@@ -27,3 +27,9 @@ def retire_unseen_companies(seen_since: datetime) -> int:
 def snapshot_counts() -> list[dict[str, object]]:
     """Connections by source type and status, for the operator."""
     return store.connection_counts(engine())
+
+
+@task(cache_policy=NO_CACHE)
+def company_names(company_ids: list[str]) -> dict[str, str]:
+    """The snapshot's company names of `company_ids`, to show beside the ids."""
+    return store.company_names(engine(), company_ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,11 @@ def test_demo_runs_end_to_end(env, prefect_harness):
     assert result.exit_code == 0, result.output
     assert "12 companies" in result.output and "expiring" in result.output and "lending" in result.output
     assert env.exists()
+    # what the deletion items the reconciliation opened mean, and the operator's next step, with the count due
+    due = re.search(r"retention: (\d+) deletion items are due now", result.output)
+    assert due, result.output
+    assert f"consent run retention --execute --max-deletions {due.group(1)}" in result.output
+    assert "consent deletions list --status planned" in result.output
     listed = runner.invoke(app, ["notifications", "list", "--json"])
     rows = json.loads(listed.stdout)
     assert rows and {"id", "key", "company_id", "connection_id", "kind", "threshold_days", "expires_at", "status",

@@ -92,10 +92,11 @@ def test_a_dry_run_deletes_nothing_then_execute_leaves_receipts_each_shown_by_it
     ok("revoke", company, "lending", "--yes", "--at", REVOKED)
 
     planned = ok_json("run", "retention", "--dry-run", "--now", PLANNED)
-    assert (planned["state"], planned["dry_run"], planned["due"]) == ("Dry run", True, 0)
+    assert (planned["state"], planned["dry_run"], planned["due"]) == ("Completed", True, 0)
+    assert planned["message"] == "Dry run: 0 due, nothing deleted"
     assert planned["planned_new"] >= 3  # lending's own financial statements; what dashboard reads is kept
     unsaid = ok_json("run", "retention", "--now", PLANNED)  # the default is the same dry run
-    assert (unsaid["state"], unsaid["dry_run"], unsaid["planned_new"]) == ("Dry run", True, 0)
+    assert (unsaid["state"], unsaid["message"], unsaid["planned_new"]) == ("Completed", planned["message"], 0)
     due = ok_json("run", "retention", "--dry-run", "--now", DUE)
     assert due["due"] == planned["planned_new"] and due["executed_done"] == 0
     assert "nothing deleted" in due["message"]

@@ -7,12 +7,14 @@ Prefect settings are never used (no Prefect client in this process).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ import httpx
 import pytest
 
 from deployments.processes import healthy, running, wait_for
+from deployments.serve import server_environment
 from deployments.specs import deployment_specs
 
 pytestmark = pytest.mark.e2e
@@ -87,7 +90,7 @@ def prefect_server(home: Path) -> Iterator[str]:
     port = _free_port()
     log = home / "server.log"
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with running(argv, log, _clean_env(home)) as server:
+    with running(argv, log, server_environment(port, _clean_env(home))) as server:  # as deployments.serve starts it
         api = f"http://127.0.0.1:{port}/api"
         wait_for(f"{api}/health", server, log, healthy)
         yield api
@@ -201,18 +204,38 @@ def test_the_deployments_of_prefect_yaml_are_served_with_their_schedules_and_the
     assert httpx.get(served.api.removesuffix("/api") + "/", timeout=30).status_code == 200
 
 
+def test_serve_writes_what_a_second_terminal_needs_to_an_owner_only_file_and_never_prints_the_key(served):
+    env_file = served.home / "serve.env"  # beside --log-dir, as .consent/serve.env beside .consent/logs
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    exported = dict(
+        line.removeprefix("export ").split("=", 1) for line in env_file.read_text().splitlines()
+        if line.startswith("export ")
+    )
+    assert exported["PREFECT_API_URL"] == served.api and exported["CONSENT_API_URL"] == served.consent_api
+    assert exported["CONSENT_DATABASE_URL"] == served.env["CONSENT_DATABASE_URL"]
+    assert exported["CONSENT_CODAT_BASE_URL"].startswith("http://127.0.0.1:")
+    key = exported["CONSENT_CODAT_API_KEY"]
+    headers = {"Authorization": "Basic " + base64.b64encode(key.encode()).decode()}  # Codat's: the key alone
+    response = httpx.get(f"{exported['CONSENT_CODAT_BASE_URL']}/companies", params={"pageSize": 1}, headers=headers,
+                         timeout=30)
+    assert response.status_code == 200, response.text
+    printed = served.log.read_text()
+    assert f"source {env_file}" in printed and key not in printed
+
+
 def test_an_expiry_scan_run_completes_with_its_artifacts(served):
     run = _run_deployment(served, "connection-expiry-scan", {"now": NOW})
 
     assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
-    assert run["name"] == "expiry-scan-2026-11-01"
+    assert run["name"] == "expiry-scan-2026-11-01-manual"  # `prefect deployment run`: an operator's
     artifacts = _artifacts(served, run["id"])
     assert {"expiry-attention", "expiry-summary"} <= set(artifacts)
     assert artifacts["expiry-attention"]["type"] == "table"
     summary = artifacts["expiry-summary"]
     assert summary["type"] == "markdown" and "Connection expiry scan, 2026-11-01T12:00:00Z" in summary["data"]
-    counts = [line.split("|") for line in summary["data"].splitlines() if line.startswith("| ")]
-    assert sum(int(row[2]) for row in counts[1:]) > 0  # connections read from the sandbox serve started
+    classes = summary["data"].split("| class | connections |")[1].split("\n\n")[0]
+    counts = [line.split("|") for line in classes.splitlines() if line.startswith("| ")]
+    assert sum(int(row[2]) for row in counts) > 0  # connections read from the sandbox serve started
 
 
 def test_a_reconciliation_run_completes_with_its_artifacts(served):
@@ -231,7 +254,9 @@ def test_a_retention_dry_run_completes(served):
     run = _run_deployment(served, "retention-enforcement", {"dry_run": True})
 
     assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
-    assert run["state"]["name"] in {"Dry run", "Nothing due"}
+    # Prefect's own state name, which the UI's default run filters list; the message says it was a dry run
+    assert run["state"]["name"] == "Completed" and run["state"]["message"].startswith("Dry run: ")
+    assert run["name"].endswith("-manual-dry-run") and "dry-run" in run["tags"]
     assert "retention-summary" in _artifacts(served, run["id"])
 
 
@@ -271,7 +296,7 @@ def test_a_backfill_via_the_deployment_creates_one_run_per_slice_once_and_they_c
         assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served.log))
         assert "backfill" in run["tags"]
         assert run["name"] == f"reconcile-{row['window_start'][:13].replace(':', '')}00-to-" + (
-            row["window_end"][:13].replace(":", "") + "00"
+            row["window_end"][:13].replace(":", "") + "00-backfill"
         )
 
 
@@ -296,6 +321,8 @@ def test_a_failed_run_alerts_the_operators_through_the_failure_automation(served
     (alert,) = _eventually(alerted, f"no alert for the failed run {run['name']}", served)
     assert alert["title"] == f"consent-lifecycle: consent-reconciliation run {run['name']} failed"
     assert "is not before window_end" in alert["text"]
+    # a link to the run's page in the UI of the server (PREFECT_UI_URL, as deployments.serve sets it), not "None"
+    assert f"{served.api.removesuffix('/api')}/runs/flow-run/{run['id']}" in alert["text"].split()
 
 
 def _consent(served: Served, *args: str) -> str:
@@ -327,7 +354,7 @@ def _accounting_company(served: Served, offset: int) -> str:
 def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
     assert _run_deployment(served, "connection-expiry-scan", {})["state"]["type"] == "COMPLETED"
     company = _accounting_company(served, 0)
-    trigger = _automations(served)["retention-enforcement__automation_1"]
+    trigger = _automations(served)["plan-deletions-on-revocation"]
     assert set(trigger["trigger"]["expect"]) == {"consent.revoked", "consent.disconnected"}
 
     _consent(served, "grant", company, "dashboard")
@@ -338,7 +365,12 @@ def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
     assert run["parameters"]["dry_run"] is True
     run = _finished(served, run["id"])
     seconds = time.monotonic() - revoked_at
-    assert run["state"]["name"] == "Dry run", (run["state"], seconds)
+    assert run["state"]["name"] == "Completed", (run["state"], seconds)
+    with sqlite3.connect(served.home / "consent.db") as db:
+        (name,) = db.execute("SELECT name FROM companies WHERE id = ?", (company,)).fetchone()
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")  # the company's name says which company
+    assert run["state"]["message"].startswith("Dry run: ") and run["name"].endswith(f"-revoked-{slug}-dry-run")
+    assert {"dry-run", "revoked"} <= set(run["tags"])
     planned = json.loads(_artifacts(served, run["id"])["retention-planned"]["data"])
     assert planned and {item["company_id"] for item in planned} == {company}
 
@@ -361,7 +393,7 @@ def test_a_webhook_delivery_is_processed_within_seconds_through_the_trigger(serv
 
     from standardwebhooks import Webhook
 
-    trigger = _automations(served)["codat-events__automation_1"]
+    trigger = _automations(served)["process-codat-webhooks"]
     assert trigger["trigger"]["expect"] == ["consent.codat.events-received"]
     body = json.dumps({"id": "e2e-1", "eventType": "company.created", "generatedDate": NOW,
                        "payload": {"id": "c-e2e", "name": "Acme"}})
@@ -376,6 +408,14 @@ def test_a_webhook_delivery_is_processed_within_seconds_through_the_trigger(serv
             return db.execute("SELECT status FROM codat_events WHERE id = 'e2e-delivery-1'").fetchone() == ("done",)
 
     _eventually(done, "the delivery was not processed", served, timeout=60)
+
+    def started_by_the_webhook() -> list[dict[str, Any]]:
+        response = served.http.post("/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["webhook"]}}})
+        response.raise_for_status()
+        return response.json()
+
+    runs = _eventually(started_by_the_webhook, "no codat-events run tagged webhook", served, timeout=30)
+    assert all(r["name"].startswith("codat-events-") and r["name"].endswith("-webhook") for r in runs)
 
 
 def test_prefect_deploy_all_from_the_repository_registers_every_deployment_and_the_trigger(tmp_path):
@@ -399,4 +439,127 @@ def test_prefect_deploy_all_from_the_repository_registers_every_deployment_and_t
     assert set(by_name) == {spec["name"] for spec in deployment_specs()}
     assert {d["work_pool_name"] for d in deployments} == {"consent-process"}
     assert by_name["retention-enforcement"]["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
-    assert {a["name"] for a in automations} == {"retention-enforcement__automation_1", "codat-events__automation_1"}
+    assert {a["name"] for a in automations} == {"plan-deletions-on-revocation", "process-codat-webhooks"}
+
+
+# -- what the operator sees, in a real browser (Chromium via Playwright: tests/fixtures_browser.py) ------------
+
+#: the deployments with a dry run, and the columns each one's table artifact leads with (what, how urgent, when)
+DRY_RUN_DEPLOYMENTS = {
+    "connection-expiry-scan": {"now": NOW},
+    "consent-reconciliation": {},
+    "retention-enforcement": {},
+}
+LEADING_COLUMNS = {
+    "expiry-attention": ["expiry_class", "expires_at", "threshold_days", "company"],
+    "reconciliation-findings": ["kind", "findings", "company", "company_id"],
+    "retention-planned": ["due_at", "scope", "data_type", "company", "status"],
+}
+
+
+def _ui(served: Served) -> str:
+    return served.api.removesuffix("/api")
+
+
+def _deployment_runs(served: Served, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    response = served.http.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [deployment["id"]]}}})
+    response.raise_for_status()
+    return response.json()
+
+
+def _dry_and_real_runs(served: Served) -> dict[str, dict[bool, dict[str, Any]]]:
+    """A finished dry and real run of each DRY_RUN_DEPLOYMENTS deployment: those earlier tests made, else new
+    ones through the API, in two waves (retention refuses a second run at once; the real reconciliation and
+    retention of one company only, after a real scan filled the snapshot). A real run may end Failed (the
+    retention cap): it is a run the page must list all the same."""
+    response = served.http.post("/deployments/filter", json={})
+    response.raise_for_status()
+    deployments = {d["name"]: d for d in response.json() if d["name"] in DRY_RUN_DEPLOYMENTS}
+    found: dict[str, dict[bool, dict[str, Any]]] = {name: {} for name in deployments}
+    for name, deployment in deployments.items():
+        for run in _deployment_runs(served, deployment):
+            if run["state"]["type"] in {"COMPLETED", "FAILED"} and "window_start" not in run["parameters"]:
+                found[name].setdefault(bool(run["parameters"].get("dry_run")), run)
+
+    def create(wave: list[tuple[str, bool]], **extra: Any) -> None:
+        created = []
+        for name, dry_run in wave:
+            if dry_run in found[name]:
+                continue
+            body = {"parameters": {**DRY_RUN_DEPLOYMENTS[name], **extra, "dry_run": dry_run}}
+            response = served.http.post(f"/deployments/{deployments[name]['id']}/create_flow_run", json=body)
+            response.raise_for_status()
+            created.append((name, dry_run, response.json()["id"]))
+        for name, dry_run, run_id in created:
+            found[name][dry_run] = run = _finished(served, run_id)
+            assert run["state"]["type"] in {"COMPLETED", "FAILED"}, (run["state"], _tail(served.log))
+
+    create([("connection-expiry-scan", True), ("connection-expiry-scan", False), ("consent-reconciliation", True),
+            ("retention-enforcement", True)])
+    create([("consent-reconciliation", False), ("retention-enforcement", False)],
+           company_ids=[_accounting_company(served, 2)])  # a company no other test revokes
+    return {name: found[name] for name in DRY_RUN_DEPLOYMENTS}
+
+
+@pytest.mark.browser
+def test_in_a_browser_each_deployment_page_lists_its_dry_and_real_runs(served, page):
+    runs = _dry_and_real_runs(served)
+    deployments = {d["name"]: d for d in served.http.post("/deployments/filter", json={}).json()}
+
+    for name, by_kind in runs.items():
+        page.goto(f"{_ui(served)}/deployments/deployment/{deployments[name]['id']}")
+        for dry_run, run in by_kind.items():
+            # the page's own default filter ("All except scheduled"); the search box past its first page
+            page.get_by_placeholder("Search by run name").fill(run["name"])
+            page.get_by_text(run["name"], exact=True).first.wait_for(state="visible")
+            assert run["name"].endswith("-dry-run") == dry_run
+        assert "No runs found" not in page.inner_text("body")
+
+
+def _latest_table(served: Served, key: str) -> dict[str, Any] | None:
+    response = served.http.post("/artifacts/filter", json={
+        "artifacts": {"key": {"any_": [key]}, "type": {"any_": ["table"]}}, "sort": "CREATED_DESC", "limit": 1,
+    })
+    response.raise_for_status()
+    return next(iter(response.json()), None)
+
+
+@pytest.mark.browser
+def test_in_a_browser_each_table_artifact_leads_with_what_how_urgent_and_when(served, page):
+    _dry_and_real_runs(served)
+    if _latest_table(served, "retention-planned") is None:  # a revocation plans deletions: a table to show
+        company = _accounting_company(served, 3)
+        _consent(served, "grant", company, "dashboard")
+        _consent(served, "revoke", company, "dashboard", "--yes")
+        _eventually(lambda: _latest_table(served, "retention-planned"), "no retention-planned table", served)
+
+    for key, leading in LEADING_COLUMNS.items():
+        artifact = _latest_table(served, key)
+        assert artifact is not None, f"no {key} table"
+        page.goto(f"{_ui(served)}/artifacts/artifact/{artifact['id']}")
+        page.locator("th").first.wait_for(state="visible")
+        headers = [text.strip() for text in page.locator("th").all_inner_texts()]
+        assert headers[: len(leading)] == leading, (key, headers)
+        assert "key" not in headers[: len(leading) + 2]  # the long item key is last, not in the way
+
+
+@pytest.mark.browser
+def test_in_a_browser_the_failure_alert_links_to_the_failed_runs_page(served, page):
+    inbox = served.home / "alerts.jsonl"
+    deployment = next(d for d in served.http.post("/deployments/filter", json={}).json()
+                      if d["name"] == "consent-reconciliation")
+    response = served.http.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {
+        "window_start": "2026-11-03T00:00:00Z", "window_end": "2026-11-02T00:00:00Z"}})  # refused: it fails
+    response.raise_for_status()
+    run = _finished(served, response.json()["id"])
+    assert run["state"]["type"] == "FAILED"
+
+    def alerted() -> list[str]:
+        lines = inbox.read_text().splitlines() if inbox.exists() else []
+        texts = [json.loads(line)["text"] for line in lines]
+        return [link for text in texts for link in re.findall(r"https?://\S+", text) if run["id"] in link]
+
+    (link,) = _eventually(alerted, f"no alert linking to the failed run {run['name']}", served)
+    page.goto(link)
+    page.get_by_text(run["name"], exact=True).first.wait_for(state="visible")
+    page.get_by_text("Failed", exact=True).first.wait_for(state="visible")

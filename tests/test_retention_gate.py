@@ -12,15 +12,17 @@ def gate(due: int = 5, *, dry_run: bool = False, enabled: bool = True, max_delet
 def test_a_dry_run_deletes_nothing_whatever_else_holds():
     stopped = gate(due=50, dry_run=True, enabled=False, max_deletions=1)
     assert not stopped.proceed and not stopped.failed
-    assert stopped.name == "Dry run" and stopped.message == "dry run: 50 due, nothing deleted"
+    assert stopped.message == "Dry run: 50 due, nothing deleted"
 
 
 def test_nothing_due_then_kill_switch_then_the_cap():
-    assert gate(due=0, enabled=False).name == "Nothing due"
+    assert gate(due=0, enabled=False).message == "Nothing due: no deletion item is due"
     off = gate(enabled=False)
-    assert not off.proceed and not off.failed and "consent-deletions-enabled is off: 5 due" in off.message
+    assert not off.proceed and not off.failed
+    assert off.message == "Deletions disabled: consent-deletions-enabled is off, 5 due, nothing deleted"
     capped = gate(due=11, max_deletions=10)
-    assert not capped.proceed and capped.failed and "11 deletions due exceed max_deletions=10" in capped.message
+    assert not capped.proceed and capped.failed and capped.over_cap
+    assert "11 deletions due exceed max_deletions=10" in capped.message
     assert gate(due=10, max_deletions=10).proceed
 
 

@@ -63,6 +63,8 @@ def demo(
         reconciled = run_flow(RECONCILIATION, dry_run=False, full=True)
     print_reconciliation(reconciled, as_json=False)
     typer.echo("")
+    _retention_next_steps()
+    typer.echo("")
     typer.echo(f"products in catalog {catalog.version}:")
     print_table(catalog.rows(), ["key", "name", "retention_days", "required"])
 
@@ -90,6 +92,27 @@ def _demo_consents(catalog: Catalog, sandbox: Any) -> int:
                 except ConsentError:  # no Linked connection of the kind the product reads
                     continue
     return granted
+
+
+def _retention_next_steps() -> None:
+    """What the deletion items the reconciliation opened (data pulled without consent, due at once) mean for
+    the first retention run, and what an operator does about them."""
+    from consent_lifecycle.clock import utcnow
+    from consent_lifecycle.retention.store import count_due
+
+    with open_engine() as engine:
+        due = count_due(engine, utcnow()).count
+    if not due:
+        typer.echo("retention: no deletion item is due")
+        return
+    typer.echo(
+        f"retention: {due} deletion items are due now (data Codat pulled without consent). A retention run deletes "
+        "at most --max-deletions (1000 by default; the scheduled deployment too) and otherwise fails, deleting "
+        "nothing, naming the products and companies. Next:"
+    )
+    typer.echo("  consent run retention                          # a dry run: plans and counts, deletes nothing")
+    typer.echo("  consent deletions list --status planned        # review what would be deleted")
+    typer.echo(f"  consent run retention --execute --max-deletions {due}   # then delete, with a receipt each")
 
 
 @contextmanager

@@ -40,7 +40,7 @@ def print_scan(summary: ScanSummary, as_json: bool) -> None:
     print_table([{"class": k, "connections": v} for k, v in summary.classes.items()], ["class", "connections"])
     typer.echo(
         f"notifications: {summary.notifications_planned} due, {summary.notifications_queued or 0} new"
-        + (f", delivery {summary.delivery}" if summary.delivery else "")
+        + (", delivery " + ", ".join(f"{k} {v}" for k, v in summary.delivery.items()) if summary.delivery else "")
         + f"; Codat requests: {summary.codat_requests}"
     )
 

@@ -109,13 +109,14 @@ def plan_notifications(classified: pd.DataFrame, now: datetime) -> pd.DataFrame:
     return planned[NOTIFICATION_COLUMNS].reset_index(drop=True)
 
 
-#: the operator's table of what needs attention: these columns, these classes, in this order
+#: the operator's table of what needs attention: these columns (what, how urgent, when first; the
+#: company's name beside the ids), these classes, most urgent first
 REPORT_COLUMNS = [
-    "company_id", "connection_id", "platform_name", "source_type", "status", "expiry_class", "expires_at",
-    "threshold_days",
+    "expiry_class", "expires_at", "threshold_days", "company", "platform_name", "source_type", "status",
+    "company_id", "connection_id",
 ]
-ATTENTION_CLASSES = ("expiring", "expired", "stale")
-REPORT_ORDER = ["expiry_class", "expires_at"]
+ATTENTION_CLASSES = ("expired", "expiring", "stale")  # by urgency
+REPORT_ORDER = ["urgency", "expires_at"]
 
 
 def class_counts(classified: pd.DataFrame) -> dict[str, int]:
@@ -125,15 +126,26 @@ def class_counts(classified: pd.DataFrame) -> dict[str, int]:
 
 
 def attention_table(classified: pd.DataFrame, limit: int) -> pd.DataFrame:
-    """The first `limit` expiring, expired and stale connections (REPORT_COLUMNS), by class then expiry.
+    """The first `limit` expiring, expired and stale connections (REPORT_COLUMNS): expired first, then
+    expiring, then stale, each soonest expiry first. `company` is the company's name when `classified` has
+    it. A Deauthorized connection expired when it was deauthorized (`status_changed_at`, when known): its
+    policy expiry, perhaps still ahead, is not shown.
 
     The sort is stable, so the first `limit` rows of the tables of consecutive parts, put together and
     cut again by `top_attention`, are the first `limit` rows of the whole."""
     attention = classified[classified["expiry_class"].isin(ATTENTION_CLASSES)]
-    table = attention.rename(columns={"id": "connection_id"})[REPORT_COLUMNS]
-    return top_attention(table, limit)
+    table = attention.rename(columns={"id": "connection_id"}).reindex(
+        columns=[*REPORT_COLUMNS, "status_changed_at"]
+    )
+    deauthorized = table["status"] == "Deauthorized"
+    ended = pd.to_datetime(table["status_changed_at"], utc=True)
+    expires = pd.to_datetime(table["expires_at"], utc=True)
+    expired_at = pd.concat([expires, ended], axis=1).min(axis=1).where(ended.notna())  # unknown: not shown
+    table["expires_at"] = expires.where(~deauthorized, expired_at)
+    return top_attention(table[REPORT_COLUMNS], limit)
 
 
 def top_attention(table: pd.DataFrame, limit: int) -> pd.DataFrame:
     """`table`'s first `limit` rows in report order (stable: ties keep their order)."""
-    return table.sort_values(REPORT_ORDER, kind="stable").head(limit).reset_index(drop=True)
+    ranked = table.assign(urgency=table["expiry_class"].map({c: i for i, c in enumerate(ATTENTION_CLASSES)}))
+    return ranked.sort_values(REPORT_ORDER, kind="stable").head(limit).drop(columns="urgency").reset_index(drop=True)

@@ -100,6 +100,15 @@ class ScanSummary:
     def with_(self, **values: Any) -> ScanSummary:
         return replace(self, **values)
 
+    def message(self) -> str:
+        """The run's final state message: what needs attention and what was sent ("Dry run: ..." first)."""
+        c = self.classes
+        text = (f"{c.get('expired', 0)} expired, {c.get('expiring', 0)} expiring, {c.get('stale', 0)} stale of "
+                f"{sum(c.values())} connections; {self.notifications_planned} notices due")
+        if self.dry_run:
+            return f"Dry run: {text}; nothing written or sent"
+        return text + f", {self.notifications_queued or 0} queued"
+
     def as_dict(self) -> dict[str, Any]:
         optional = ("notifications_queued", "delivery", "retired_companies")
         return {k: v for k, v in asdict(self).items() if v is not None or k not in optional}

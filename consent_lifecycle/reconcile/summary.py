@@ -167,3 +167,35 @@ class ReconciliationSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def message(self) -> str:
+        """The run's final state message: findings by kind, most serious first, and what was changed."""
+        found = ", ".join(f"{self.findings[k]} {k}" for k in SEVERITY if self.findings.get(k)) or "no findings"
+        text = f"{self.companies} companies checked: {found}"
+        if self.dry_run:
+            return f"Dry run: {text}; nothing changed"
+        return (text + f"; sync settings set {self.sync_settings_set}, pulls queued {self.pulls_queued}, "
+                f"deletion items opened {self.deletion_items_opened}")
+
+
+#: finding kinds, most serious first: data taken without consent before what is set to be taken, before a
+#: product reading outside its consent, before what is merely missing
+SEVERITY = (
+    "unconsented_pull", "unconsented_sync_setting", "pull_on_expired_connection", "product_read_outside_consent",
+    "missing_pull",
+)
+FINDING_COLUMNS = ["kind", "findings", "company", "company_id"]
+
+
+def findings_table(parts: Sequence[pd.DataFrame], names: dict[str, str], limit: int) -> tuple[list[dict[str, Any]], int]:
+    """The operator's findings (kind, findings, company, company_id): most serious kind first, then the
+    companies with most findings; the first `limit` rows, and how many there are in all."""
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return [], 0
+    table = pd.concat(parts, ignore_index=True)
+    rank = {kind: i for i, kind in enumerate(SEVERITY)}
+    table = table.assign(rank=table["kind"].map(rank).fillna(len(SEVERITY)), company=table["company_id"].map(names))
+    table = table.sort_values(["rank", "findings", "company_id"], ascending=[True, False, True], kind="stable")
+    head = table.head(limit)[FINDING_COLUMNS].assign(company=lambda t: t["company"].fillna(""))
+    return [{**row, "findings": int(row["findings"])} for row in head.to_dict("records")], len(table)

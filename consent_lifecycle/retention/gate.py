@@ -15,27 +15,30 @@ KILL_SWITCH = "consent-deletions-enabled"
 
 @dataclass(frozen=True)
 class Gate:
-    """`proceed`: execute the due items. Otherwise the run ends here: `failed` or not, with `name` (the
-    state's name, when not the default) and `message` saying why."""
+    """`proceed`: execute the due items. Otherwise the run ends here: `failed` or not, with `message` saying
+    why. The run's state keeps Prefect's own name (Completed, Failed): the UI's default run filters list
+    those names only, so a custom one (say "Dry run") would hide the run; the message says what happened."""
 
     proceed: bool
     failed: bool = False
-    name: str | None = None
     message: str | None = None
+    #: stopped by `max_deletions` (the flow then says where the due items come from: retention.explain)
+    over_cap: bool = False
 
 
 def deletion_gate(due: int, *, dry_run: bool, enabled: bool, max_deletions: int) -> Gate:
     """The gate for `due` deletion items."""
     if dry_run:
-        return Gate(False, name="Dry run", message=f"dry run: {due} due, nothing deleted")
+        return Gate(False, message=f"Dry run: {due} due, nothing deleted")
     if not due:
-        return Gate(False, name="Nothing due", message="no deletion item is due")
+        return Gate(False, message="Nothing due: no deletion item is due")
     if not enabled:
-        return Gate(False, name="Deletions disabled", message=f"{KILL_SWITCH} is off: {due} due, nothing deleted")
+        return Gate(False, message=f"Deletions disabled: {KILL_SWITCH} is off, {due} due, nothing deleted")
     if due > max_deletions:
         return Gate(
             False,
             failed=True,
+            over_cap=True,
             message=f"{due} deletions due exceed max_deletions={max_deletions}: nothing deleted; "
             "check the plan, then rerun with a higher max_deletions",
         )

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, and_, func, or_, select, update
 
 from consent_lifecycle.batching import batched
 from consent_lifecycle.catalog import Catalog
-from consent_lifecycle.db.bulk import insert_new, plain_rows, select_frame
+from consent_lifecycle.db.bulk import insert_new, plain_rows, select_frame, select_rows
 from consent_lifecycle.db.models import Connection, DeletionItem, DeletionReceipt, LegalHold
 from consent_lifecycle.ledger import load_events
 from consent_lifecycle.reconcile.intervals import entitlement_intervals
@@ -50,6 +50,8 @@ class Plan:
     cancelled_items: list[dict[str, Any]]
     held_items: list[dict[str, Any]]
     planned_items: list[dict[str, Any]]
+    #: every planned item (in scope), of which `planned_items` is the head
+    planned_total: int = 0
 
 
 def plan(
@@ -83,6 +85,7 @@ def plan(
             db, company_ids, ("planned",), order=(DeletionItem.due_at, DeletionItem.id), limit=ARTIFACT_ROWS
         )  # per chunk of company_ids: merged below
         soonest = soonest.sort_values(["due_at", "id"], kind="stable").head(ARTIFACT_ROWS)
+        total = _count(db, company_ids, "planned")
     return Plan(
         planned_new=new,
         cancelled=len(gone),
@@ -90,6 +93,7 @@ def plan(
         cancelled_items=plain_rows(gone[ITEM_COLUMNS].head(ARTIFACT_ROWS)),
         held_items=plain_rows(items.loc[on_hold, ITEM_COLUMNS].head(ARTIFACT_ROWS)),
         planned_items=plain_rows(soonest),
+        planned_total=total,
     )
 
 
@@ -127,6 +131,17 @@ def count_due(engine: Engine, now: datetime, company_ids: Sequence[str] | None =
     with engine.connect() as db:
         count, max_id = db.execute(query).one()
     return Due(int(count), max_id)
+
+
+def due_counts(engine: Engine, now: datetime, company_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Planned items due at `now` counted by (company_id, reason, data_type): aggregates, not the items."""
+    query = (
+        select(DeletionItem.company_id, DeletionItem.reason, DeletionItem.data_type, func.count().label("items"))
+        .where(DeletionItem.status == "planned", DeletionItem.due_at <= now)
+        .group_by(DeletionItem.company_id, DeletionItem.reason, DeletionItem.data_type)
+    )
+    with engine.connect() as db:
+        return select_frame(db, query, DeletionItem.company_id, company_ids)
 
 
 def due_batch(
@@ -189,6 +204,13 @@ def _items(
     if statuses is not None:
         query = query.where(DeletionItem.status.in_(list(statuses)))
     return select_frame(db, query, DeletionItem.company_id, company_ids)
+
+
+def _count(db: Db, company_ids: Sequence[str] | None, status: str) -> int:
+    query = select(func.count()).where(DeletionItem.status == status)
+    if company_ids is None:
+        return int(db.execute(query).scalar_one())
+    return sum(int(n) for (n,) in select_rows(db, query, DeletionItem.company_id, company_ids))
 
 
 def _planner_items(db: Db, company_ids: Sequence[str] | None) -> pd.DataFrame:

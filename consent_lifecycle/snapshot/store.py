@@ -12,7 +12,7 @@ from sqlalchemy import Connection as DbConnection
 from sqlalchemy import Engine, String, func, select, type_coerce, update
 
 from consent_lifecycle.batching import batched
-from consent_lifecycle.db.bulk import CHUNK, update_in, upsert_frame
+from consent_lifecycle.db.bulk import CHUNK, select_rows, update_in, upsert_frame
 from consent_lifecycle.db.models import Company, Connection
 from consent_lifecycle.db.types import UTCDateTime
 from consent_lifecycle.snapshot.observe import Observation, merge_observation, vanished
@@ -94,7 +94,9 @@ def scan_observation(
         vanished=len(gone),
     )
     scanned = merged.merge(previous[["id", "last_reconfirmed_at"]], on="id", how="left").merge(
-        observation.companies[["id", "jurisdiction", "redirect"]].rename(columns={"id": "company_id"}),
+        observation.companies[["id", "name", "jurisdiction", "redirect"]].rename(
+            columns={"id": "company_id", "name": "company"}
+        ),
         on="company_id",
         how="left",
     )
@@ -176,6 +178,32 @@ def connection_counts(engine: Engine) -> list[dict[str, Any]]:
     )
     with engine.connect() as db:
         return [dict(row._mapping) for row in db.execute(query)]
+
+
+def company_names(engine: Engine, company_ids: Sequence[str]) -> dict[str, str]:
+    """The snapshot's name of each of `company_ids` it knows (for the operator's tables, beside the ids)."""
+    with engine.connect() as db:
+        return dict(select_rows(db, select(Company.id, Company.name), Company.id, list(company_ids)))
+
+
+def connections_for_expiry(engine: Engine) -> pd.DataFrame:
+    """The live connections with what the expiry model and the operator's table read: id, company_id, company
+    (its name), platform_name, source_type, status, jurisdiction, created_at, last_sync_at,
+    last_authorized_at, last_reconfirmed_at, status_changed_at."""
+    columns = [
+        Connection.id, Connection.company_id, Company.name.label("company"), Connection.platform_name,
+        Connection.source_type, Connection.status, Company.jurisdiction, Connection.created_at,
+        Connection.last_sync_at, Connection.last_authorized_at, Connection.last_reconfirmed_at,
+        Connection.status_changed_at,
+    ]
+    query = (
+        select(*columns).join(Company, Company.id == Connection.company_id).where(Connection.deleted_at.is_(None))
+    )
+    with engine.connect() as db:
+        frame = pd.DataFrame.from_records(db.execute(query).all(), columns=[c.key for c in columns])
+    for column in ("created_at", "last_sync_at", "last_authorized_at", "last_reconfirmed_at", "status_changed_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
 
 
 # -- helpers ---------------------------------------------------------------------------------------
