@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection as Db
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import iso
@@ -107,16 +107,33 @@ def company_connections(db: Db, company_id: str, *, lock: bool = False) -> list[
     """`company_snapshot` for one company's write or preview: the same check (and lock), the connections
     as plain rows (id, source_type, status, deleted_at) from one SELECT, no frame."""
     _check_company(db, company_id, lock)
-    query = select(Connection.id, Connection.source_type, Connection.status, Connection.deleted_at).where(
-        Connection.company_id == company_id
+    return [ConnectionRow(*row) for row in db.execute(_COMPANY_CONNECTIONS, {"company_id": company_id})]
+
+
+# the one-company reads of every write, built once (a write pays for building a statement otherwise)
+_COMPANY = select(Company.id, Company.deleted_at).where(Company.id == bindparam("company_id"))
+_COMPANY_CONNECTIONS = select(Connection.id, Connection.source_type, Connection.status, Connection.deleted_at).where(
+    Connection.company_id == bindparam("company_id")
+)
+_CONSENT_ROW = select(Consent.__table__).where(
+    Consent.company_id == bindparam("company_id"), Consent.product == bindparam("product")
+)
+_COMPANY_PAIRS = (
+    select(Consent.product, ConsentConnection.connection_id, Connection.source_type, ConsentDataType.data_type)
+    .join(ConsentConnection, ConsentConnection.consent_id == Consent.id)
+    .join(
+        Connection,
+        (Connection.id == ConsentConnection.connection_id) & (Connection.company_id == bindparam("company_id")),
     )
-    return [ConnectionRow(*row) for row in db.execute(query)]
+    .join(ConsentDataType, ConsentDataType.consent_id == Consent.id)
+    .where(Consent.company_id == bindparam("company_id"), Consent.status == "active")
+)
 
 
 def _check_company(db: Db, company_id: str, lock: bool) -> None:
     if lock:
         lock_company(db, company_id)
-    found = db.execute(select(Company.id, Company.deleted_at).where(Company.id == company_id)).one_or_none()
+    found = db.execute(_COMPANY, {"company_id": company_id}).one_or_none()
     if found is None:
         raise NotFoundError(refusals.unknown_company(company_id))
     if found.deleted_at is not None and lock:  # its history stays readable
@@ -141,13 +158,7 @@ def snapshot(db: Db, company_id: str | None) -> pd.DataFrame:
 
 def consent_row(db: Db, company_id: str, product: str) -> dict[str, Any] | None:
     """The company's consent to `product` as its current-state row, or None when it was never granted."""
-    row = (
-        db.execute(
-            select(Consent.__table__).where(Consent.company_id == company_id, Consent.product == product)
-        )
-        .mappings()
-        .one_or_none()
-    )
+    row = db.execute(_CONSENT_ROW, {"company_id": company_id, "product": product}).mappings().one_or_none()
     return dict(row) if row is not None else None
 
 
@@ -201,19 +212,9 @@ def active_pairs(db: Db, company_id: str) -> pd.DataFrame:
 def company_pairs(db: Db, company_id: str) -> list[tuple[str, str, str]]:
     """`active_pairs` as plain tuples, for one company's write or preview: one SELECT joining the active
     consents' connections (the company's, whatever their status) and data types, source types matched."""
-    query = (
-        select(Consent.product, ConsentConnection.connection_id, Connection.source_type, ConsentDataType.data_type)
-        .join(ConsentConnection, ConsentConnection.consent_id == Consent.id)
-        .join(
-            Connection,
-            (Connection.id == ConsentConnection.connection_id) & (Connection.company_id == company_id),
-        )
-        .join(ConsentDataType, ConsentDataType.consent_id == Consent.id)
-        .where(Consent.company_id == company_id, Consent.status == "active")
-    )
     return [
         (product, connection_id, data_type)
-        for product, connection_id, source_type, data_type in db.execute(query)
+        for product, connection_id, source_type, data_type in db.execute(_COMPANY_PAIRS, {"company_id": company_id})
         if DATA_TYPE_SOURCE.get(data_type) == source_type
     ]
 

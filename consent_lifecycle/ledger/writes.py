@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection as Db
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc
@@ -308,13 +308,15 @@ def _active_under_lock(
     return snapshot, current, _scope_of(db, current["id"])
 
 
+_SCOPE_TYPES = select(ConsentDataType.data_type).where(ConsentDataType.consent_id == bindparam("consent_id"))
+_SCOPE_CONNECTIONS = select(ConsentConnection.connection_id).where(
+    ConsentConnection.consent_id == bindparam("consent_id")
+)
+
+
 def _scope_of(db: Db, consent_id: str) -> Scope:
-    types = db.execute(
-        select(ConsentDataType.data_type).where(ConsentDataType.consent_id == consent_id)
-    ).scalars()
-    conns = db.execute(
-        select(ConsentConnection.connection_id).where(ConsentConnection.consent_id == consent_id)
-    ).scalars()
+    types = db.execute(_SCOPE_TYPES, {"consent_id": consent_id}).scalars()
+    conns = db.execute(_SCOPE_CONNECTIONS, {"consent_id": consent_id}).scalars()
     return Scope(frozenset(types), frozenset(conns))
 
 
