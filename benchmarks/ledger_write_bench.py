@@ -1,7 +1,7 @@
 """The ledger's single writes and impact previews without HTTP: CPU (and wall) milliseconds per call.
 
     python -m benchmarks.ledger_write_bench [--companies 1000] [--rounds 200] [--postgres-url postgresql://...]
-    python -m benchmarks.ledger_write_bench --profile grant   # cProfile of one call kind, top 25 by cumtime
+    python -m benchmarks.ledger_write_bench --profile grant   # cProfile (CPU) of one call kind, top 25 by cumtime
 
 Seeds the world `benchmarks.api_bench` runs against (`benchmarks._api_seed`: three connections a company,
 Lending and Dashboard consents), then, on each of `rounds` companies that have no Lending consent, runs in
@@ -60,7 +60,7 @@ def measure(label: str, url: str, companies: int, rounds: int, profile: str | No
     at = now + timedelta(seconds=1)
     cpu = {name: 0.0 for name in CALLS}
     wall = {name: 0.0 for name in CALLS}
-    profiler = cProfile.Profile() if profile else None
+    profiler = cProfile.Profile(time.process_time) if profile else None  # CPU, as the figures
     for warm in seeded.free[:5]:  # warm-up: compiled statements, imports, the connection pool
         for _, call in steps(ledger, warm, seeded.connections[warm], at):
             call()
