@@ -364,12 +364,12 @@ def _record(
         at,
         recorded_at,
     )
-    db.execute(
-        update(Consent)
-        .where(Consent.id == consent_id)
-        .values(updated_at=at, last_event_id=event_id, **consent)
-    )
+    db.execute(_MOVE_CONSENT, {"b_id": consent_id, "updated_at": at, "last_event_id": event_id, **consent})
     return event_id
+
+
+#: UPDATE consents SET <the columns given> WHERE id = :b_id, built once
+_MOVE_CONSENT = update(Consent.__table__).where(Consent.__table__.c.id == bindparam("b_id"))
 
 
 def _view(consent: dict[str, Any], scope: Scope) -> ConsentView:
