@@ -3,7 +3,12 @@ disconnection would delete (`Impact`).
 
 Reads of the current state are SQL joins over the tables kept beside the events; reads "as of" a past time
 replay the events alone. The functions below run in the caller's transaction: the writes call them after
-`company_snapshot(..., lock=True)` has locked the company, so what they check is what they change.
+`company_connections(..., lock=True)` has locked the company, so what they check is what they change.
+
+Two speeds: frames (`current_state`, `snapshot`, `active_pairs`) for reads over many companies, and plain
+rows from statements built once (`company_connections`, `consent_row`, `company_pairs`) for what a single
+write or impact preview reads of one company, where pandas' fixed cost per operation would be most of its
+time. `tests/test_ledger_write_path.py` holds the two equal.
 """
 
 from __future__ import annotations
