@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert, select, update
 from consent_lifecycle.clock import iso
 from consent_lifecycle.db.models import LegalHold
 from consent_lifecycle.ledger.errors import ConflictError, ConsentError, NotFoundError
-from consent_lifecycle.ledger.reads import company_snapshot
+from consent_lifecycle.ledger.reads import company_connections
 from consent_lifecycle.ledger.refusals import aware
 from consent_lifecycle.ledger.scope import check_data_type_key
 
@@ -33,7 +33,7 @@ class Holds:
         if not reason or not reason.strip():
             raise ConsentError("a legal hold needs a reason")
         with self.engine.begin() as db:
-            company_snapshot(db, company_id, lock=True)
+            company_connections(db, company_id, lock=True)
             result = db.execute(
                 insert(LegalHold).values(
                     company_id=company_id,

@@ -3,7 +3,12 @@ disconnection would delete (`Impact`).
 
 Reads of the current state are SQL joins over the tables kept beside the events; reads "as of" a past time
 replay the events alone. The functions below run in the caller's transaction: the writes call them after
-`company_snapshot(..., lock=True)` has locked the company, so what they check is what they change.
+`company_connections(..., lock=True)` has locked the company, so what they check is what they change.
+
+Two speeds: frames (`current_state`, `snapshot`, `active_pairs`) for reads over many companies, and plain
+rows from statements built once (`company_connections`, `consent_row`, `company_pairs`) for what a single
+write or impact preview reads of one company, where pandas' fixed cost per operation would be most of its
+time. `tests/test_ledger_write_path.py` holds the two equal.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection as Db
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import iso
+from consent_lifecycle.datatypes import DATA_TYPE_SOURCE
 from consent_lifecycle.db.bulk import select_frame
 from consent_lifecycle.db.engine import lock_company
 from consent_lifecycle.db.models import Company, Connection, Consent, ConsentConnection, ConsentDataType
@@ -25,7 +31,7 @@ from consent_lifecycle.ledger.errors import ConflictError, NotFoundError
 from consent_lifecycle.ledger.impact import Impact, impact
 from consent_lifecycle.ledger.refusals import aware
 from consent_lifecycle.ledger.replay import ConsentState, replay
-from consent_lifecycle.ledger.scope import check_known_connection, product_of, scope_pairs
+from consent_lifecycle.ledger.scope import ConnectionRow, check_known_connection, product_of, scope_pairs
 from consent_lifecycle.ledger.views import ConsentView, entitlement_rows, usable_entitlements
 
 
@@ -85,27 +91,58 @@ class Reads:
     def impact_of_revoke(self, company_id: str, product: str, at: datetime) -> Impact:
         product_of(self.catalog, product)
         with self.engine.connect() as db:
-            company_snapshot(db, company_id)
+            company_connections(db, company_id)
             active_consent(db, company_id, product, "revoke")
             return revoke_impact(db, self.catalog, company_id, product, aware(at))
 
     def impact_of_disconnect(self, company_id: str, connection_id: str, at: datetime) -> Impact:
         with self.engine.connect() as db:
-            connections = company_snapshot(db, company_id)
+            connections = company_connections(db, company_id)
             check_known_connection(company_id, connection_id, connections)
             return disconnect_impact(db, self.catalog, company_id, connection_id, aware(at))
 
 
 def company_snapshot(db: Db, company_id: str, *, lock: bool = False) -> pd.DataFrame:
     """Check the company is in the snapshot and return its connections; `lock` it first for a write."""
+    _check_company(db, company_id, lock)
+    return snapshot(db, company_id)
+
+
+def company_connections(db: Db, company_id: str, *, lock: bool = False) -> list[ConnectionRow]:
+    """`company_snapshot` for one company's write or preview: the same check (and lock), the connections
+    as plain rows (id, source_type, status, deleted_at) from one SELECT, no frame."""
+    _check_company(db, company_id, lock)
+    return [ConnectionRow(*row) for row in db.execute(_COMPANY_CONNECTIONS, {"company_id": company_id})]
+
+
+# the one-company reads of every write, built once (a write pays for building a statement otherwise)
+_COMPANY = select(Company.id, Company.deleted_at).where(Company.id == bindparam("company_id"))
+_COMPANY_CONNECTIONS = select(Connection.id, Connection.source_type, Connection.status, Connection.deleted_at).where(
+    Connection.company_id == bindparam("company_id")
+)
+_CONSENT_ROW = select(Consent.__table__).where(
+    Consent.company_id == bindparam("company_id"), Consent.product == bindparam("product")
+)
+_COMPANY_PAIRS = (
+    select(Consent.product, ConsentConnection.connection_id, Connection.source_type, ConsentDataType.data_type)
+    .join(ConsentConnection, ConsentConnection.consent_id == Consent.id)
+    .join(
+        Connection,
+        (Connection.id == ConsentConnection.connection_id) & (Connection.company_id == bindparam("company_id")),
+    )
+    .join(ConsentDataType, ConsentDataType.consent_id == Consent.id)
+    .where(Consent.company_id == bindparam("company_id"), Consent.status == "active")
+)
+
+
+def _check_company(db: Db, company_id: str, lock: bool) -> None:
     if lock:
         lock_company(db, company_id)
-    found = db.execute(select(Company.id, Company.deleted_at).where(Company.id == company_id)).one_or_none()
+    found = db.execute(_COMPANY, {"company_id": company_id}).one_or_none()
     if found is None:
         raise NotFoundError(refusals.unknown_company(company_id))
     if found.deleted_at is not None and lock:  # its history stays readable
         raise ConflictError(refusals.company_deleted(company_id, found.deleted_at))
-    return snapshot(db, company_id)
 
 
 def snapshot(db: Db, company_id: str | None) -> pd.DataFrame:
@@ -126,13 +163,7 @@ def snapshot(db: Db, company_id: str | None) -> pd.DataFrame:
 
 def consent_row(db: Db, company_id: str, product: str) -> dict[str, Any] | None:
     """The company's consent to `product` as its current-state row, or None when it was never granted."""
-    row = (
-        db.execute(
-            select(Consent.__table__).where(Consent.company_id == company_id, Consent.product == product)
-        )
-        .mappings()
-        .one_or_none()
-    )
+    row = db.execute(_CONSENT_ROW, {"company_id": company_id, "product": product}).mappings().one_or_none()
     return dict(row) if row is not None else None
 
 
@@ -183,20 +214,29 @@ def active_pairs(db: Db, company_id: str) -> pd.DataFrame:
     ]
 
 
+def company_pairs(db: Db, company_id: str) -> list[tuple[str, str, str]]:
+    """`active_pairs` as plain tuples, for one company's write or preview: one SELECT joining the active
+    consents' connections (the company's, whatever their status) and data types, source types matched."""
+    return [
+        (product, connection_id, data_type)
+        for product, connection_id, source_type, data_type in db.execute(_COMPANY_PAIRS, {"company_id": company_id})
+        if DATA_TYPE_SOURCE.get(data_type) == source_type
+    ]
+
+
 def revoke_impact(db: Db, catalog: Catalog, company_id: str, product: str, at: datetime) -> Impact:
     """What revoking `product` deletes and keeps: the same for the preview and for `Ledger.revoke`."""
-    pairs = active_pairs(db, company_id)
-    removed = pairs["product"] == product
-    return impact(company_id, pairs, removed, _retention_days(catalog), at, product=product)
+    pairs = company_pairs(db, company_id)
+    return impact(company_id, pairs, lambda pair: pair[0] == product, _retention_days(catalog), at, product=product)
 
 
 def disconnect_impact(db: Db, catalog: Catalog, company_id: str, connection_id: str, at: datetime) -> Impact:
     """What removing `connection_id` deletes and keeps: the same for the preview and `Ledger.disconnect`."""
-    pairs = active_pairs(db, company_id)
+    pairs = company_pairs(db, company_id)
     return impact(
         company_id,
         pairs,
-        pairs["connection_id"] == connection_id,
+        lambda pair: pair[1] == connection_id,
         _retention_days(catalog),
         at,
         connection_id=connection_id,

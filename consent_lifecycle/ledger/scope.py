@@ -8,8 +8,10 @@ covers are those whose source types match (an accounting connection carries `inv
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -25,6 +27,33 @@ CHANNELS = ("ui", "api", "cli")
 class Scope:
     data_types: frozenset[str]
     connections: frozenset[str]
+
+
+class ConnectionRow(NamedTuple):
+    """One snapshot connection, as the checks below read it."""
+
+    id: str
+    source_type: str
+    status: str
+    deleted_at: datetime | None
+
+
+#: a company's snapshot connections: its rows as a frame (columns id, source_type, status, deleted_at and
+#: any others), or as plain rows (`consent_lifecycle.ledger.reads.company_connections`, the write path)
+Connections = pd.DataFrame | Sequence[ConnectionRow]
+
+
+def connection_rows(connections: Connections) -> list[ConnectionRow]:
+    """`connections` as plain rows (a frame's deleted_at NaT becomes None)."""
+    if not isinstance(connections, pd.DataFrame):
+        return list(connections)
+    return [
+        ConnectionRow(i, source, status, None if pd.isna(deleted) else deleted)
+        for i, source, status, deleted in zip(
+            connections["id"], connections["source_type"], connections["status"], connections["deleted_at"],
+            strict=True,
+        )
+    ]
 
 
 def product_of(catalog: Catalog, key: str) -> Product:
@@ -59,9 +88,9 @@ def check_data_types(product: Product, data_types: Iterable[str]) -> frozenset[s
     return wanted
 
 
-def check_known_connection(company_id: str, connection_id: str, connections: pd.DataFrame) -> None:
+def check_known_connection(company_id: str, connection_id: str, connections: Connections) -> None:
     """`connection_id` must be one of the company's connections in the snapshot (`connections`: its rows)."""
-    if connection_id not in set(connections["id"]):
+    if connection_id not in {row.id for row in connection_rows(connections)}:
         raise NotFoundError(
             f"connection {connection_id} is not a connection of company {company_id} in the snapshot "
             "(run `consent sync` if it was linked recently)"
@@ -69,43 +98,43 @@ def check_known_connection(company_id: str, connection_id: str, connections: pd.
 
 
 def check_connections(
-    company_id: str, connection_ids: Iterable[str], data_types: frozenset[str], connections: pd.DataFrame
+    company_id: str, connection_ids: Iterable[str], data_types: frozenset[str], connections: Connections
 ) -> frozenset[str]:
     """Each named connection must be the company's, still listed, and carry at least one of `data_types`.
 
     `connections`: the company's snapshot rows (id, source_type, status, deleted_at).
     """
     wanted = frozenset(connection_ids)
-    known = connections.set_index("id")
+    rows = connection_rows(connections)
+    known = {row.id: row for row in rows}
     sources = {DATA_TYPE_SOURCE[d] for d in data_types}
     for connection_id in sorted(wanted):
-        check_known_connection(company_id, connection_id, connections)
-        row = known.loc[connection_id]
-        if pd.notna(row["deleted_at"]):
+        check_known_connection(company_id, connection_id, rows)
+        row = known[connection_id]
+        if row.deleted_at is not None:
             raise ConsentError(f"connection {connection_id} was deleted at Codat")
-        if row["source_type"] not in sources:
+        if row.source_type not in sources:
             raise ConsentError(
-                f"connection {connection_id} is a {row['source_type']} connection; none of the data types "
-                f"{', '.join(sorted(data_types))} comes from {row['source_type']}"
+                f"connection {connection_id} is a {row.source_type} connection; none of the data types "
+                f"{', '.join(sorted(data_types))} comes from {row.source_type}"
             )
     return wanted
 
 
-def default_connections(data_types: frozenset[str], connections: pd.DataFrame) -> frozenset[str]:
+def default_connections(data_types: frozenset[str], connections: Connections) -> frozenset[str]:
     """The company's Linked, listed connections whose source type carries some of `data_types`."""
     sources = {DATA_TYPE_SOURCE[d] for d in data_types}
-    usable = connections[
-        (connections["status"] == "Linked")
-        & connections["deleted_at"].isna()
-        & connections["source_type"].isin(sources)
-    ]
-    return frozenset(usable["id"])
+    return frozenset(
+        row.id
+        for row in connection_rows(connections)
+        if row.status == "Linked" and row.deleted_at is None and row.source_type in sources
+    )
 
 
 def resolve_grant(
     product: Product,
     company_id: str,
-    connections: pd.DataFrame,
+    connections: Connections,
     data_types: Iterable[str] | None,
     connection_ids: Iterable[str] | None,
 ) -> Scope:
@@ -125,7 +154,7 @@ def resolve_extension(
     product: Product,
     company_id: str,
     current: Scope,
-    connections: pd.DataFrame,
+    connections: Connections,
     data_types: Iterable[str] | None,
     connection_ids: Iterable[str] | None,
 ) -> Scope:

@@ -1,7 +1,7 @@
 """The ledger's single writes: grant, extend, reconfirm, revoke, disconnect, each one transaction that
 appends its events and moves the current state beside them.
 
-Every write locks the company first (`lock_company`, through `company_snapshot(..., lock=True)`), so
+Every write locks the company first (`lock_company`, through `company_connections(..., lock=True)`), so
 concurrent grants, revokes and deletions for one company happen in some serial order, and checks what it
 is asked against the state it finds under that lock.
 """
@@ -14,9 +14,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import Connection as Db
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
 from consent_lifecycle.catalog import Catalog
 from consent_lifecycle.clock import as_utc
@@ -26,14 +25,14 @@ from consent_lifecycle.ledger.errors import ConflictError, ConsentError
 from consent_lifecycle.ledger.impact import Impact
 from consent_lifecycle.ledger.reads import (
     active_consent,
-    company_snapshot,
+    company_connections,
     consent_row,
-    current_state,
     disconnect_impact,
     revoke_impact,
 )
 from consent_lifecycle.ledger.refusals import aware
 from consent_lifecycle.ledger.scope import (
+    ConnectionRow,
     Scope,
     check_channel,
     check_known_connection,
@@ -76,7 +75,7 @@ class Writes:
         if not wording_version:
             raise ConsentError(refusals.NO_WORDING_VERSION)
         with self.engine.begin() as db:
-            snapshot = company_snapshot(db, company_id, lock=True)
+            snapshot = company_connections(db, company_id, lock=True)
             current = consent_row(db, company_id, product)
             if current is not None and current["status"] == "active":
                 raise ConflictError(refusals.already_granted(product, company_id))
@@ -116,7 +115,7 @@ class Writes:
                 db.execute(delete(ConsentDataType).where(ConsentDataType.consent_id == consent_id))
                 db.execute(delete(ConsentConnection).where(ConsentConnection.consent_id == consent_id))
             _add_scope(db, consent_id, scope)
-            return _view(db, company_id, product)
+            return _view({"id": consent_id, "company_id": company_id, "product": product, **values}, scope)
 
     def extend(
         self,
@@ -153,7 +152,8 @@ class Writes:
                 recorded_at=recorded_at,
             )
             _add_scope(db, current["id"], added)
-            return _view(db, company_id, product)
+            whole = Scope(scope.data_types | added.data_types, scope.connections | added.connections)
+            return _view({**current, "updated_at": at}, whole)
 
     def reconfirm(
         self,
@@ -190,7 +190,7 @@ class Writes:
                     .where(Connection.id.in_(sorted(scope.connections)))
                     .values(last_reconfirmed_at=at)
                 )
-            return _view(db, company_id, product)
+            return _view({**current, "updated_at": at}, scope)
 
     def revoke(
         self,
@@ -244,7 +244,7 @@ class Writes:
         check_channel(channel)
         at = aware(at)
         with self.engine.begin() as db:
-            snapshot = company_snapshot(db, company_id, lock=True)
+            snapshot = company_connections(db, company_id, lock=True)
             check_known_connection(company_id, connection_id, snapshot)
             users = db.execute(
                 select(Consent.id, Consent.product, Consent.wording_version, Consent.updated_at)
@@ -299,22 +299,24 @@ class Writes:
 
 def _active_under_lock(
     db: Db, company_id: str, product: str, action: str, at: datetime
-) -> tuple[pd.DataFrame, dict[str, Any], Scope]:
+) -> tuple[list[ConnectionRow], dict[str, Any], Scope]:
     """Lock the company, then its snapshot connections, its consent to `product` and that consent's scope,
     refused (naming `action`) unless the consent is active and `at` is not before its last event."""
-    snapshot = company_snapshot(db, company_id, lock=True)
+    snapshot = company_connections(db, company_id, lock=True)
     current = active_consent(db, company_id, product, action)
     _not_before(current, at, company_id, product)
     return snapshot, current, _scope_of(db, current["id"])
 
 
+_SCOPE_TYPES = select(ConsentDataType.data_type).where(ConsentDataType.consent_id == bindparam("consent_id"))
+_SCOPE_CONNECTIONS = select(ConsentConnection.connection_id).where(
+    ConsentConnection.consent_id == bindparam("consent_id")
+)
+
+
 def _scope_of(db: Db, consent_id: str) -> Scope:
-    types = db.execute(
-        select(ConsentDataType.data_type).where(ConsentDataType.consent_id == consent_id)
-    ).scalars()
-    conns = db.execute(
-        select(ConsentConnection.connection_id).where(ConsentConnection.consent_id == consent_id)
-    ).scalars()
+    types = db.execute(_SCOPE_TYPES, {"consent_id": consent_id}).scalars()
+    conns = db.execute(_SCOPE_CONNECTIONS, {"consent_id": consent_id}).scalars()
     return Scope(frozenset(types), frozenset(conns))
 
 
@@ -362,17 +364,31 @@ def _record(
         at,
         recorded_at,
     )
-    db.execute(
-        update(Consent)
-        .where(Consent.id == consent_id)
-        .values(updated_at=at, last_event_id=event_id, **consent)
-    )
+    db.execute(_MOVE_CONSENT, {"b_id": consent_id, "updated_at": at, "last_event_id": event_id, **consent})
     return event_id
 
 
-def _view(db: Db, company_id: str, product: str) -> ConsentView:
-    views = ConsentView.from_state(current_state(db, company_id))
-    return next(v for v in views if v.product == product)
+#: UPDATE consents SET <the columns given> WHERE id = :b_id, built once
+_MOVE_CONSENT = update(Consent.__table__).where(Consent.__table__.c.id == bindparam("b_id"))
+
+
+def _view(consent: dict[str, Any], scope: Scope) -> ConsentView:
+    """The consent as `Ledger.consents` reads it back, from the row just written (`consent`: its columns,
+    `id` included) and its whole scope, without reading the company's state again."""
+    return ConsentView(
+        consent_id=consent["id"],
+        company_id=consent["company_id"],
+        product=consent["product"],
+        status=consent["status"],
+        data_types=tuple(sorted(scope.data_types)),
+        connections=tuple(sorted(scope.connections)),
+        granted_at=as_utc(consent["granted_at"]),
+        revoked_at=None if consent["revoked_at"] is None else as_utc(consent["revoked_at"]),
+        updated_at=as_utc(consent["updated_at"]),
+        wording_version=consent["wording_version"],
+        actor=consent["actor"],
+        channel=consent["channel"],
+    )
 
 
 def _not_before(current: dict[str, Any] | None, at: datetime, company_id: str, product: str) -> None:
