@@ -113,7 +113,7 @@ def replayed(ledger: Ledger, company_id: str, at: datetime) -> set[tuple[str, st
     return {(p, r["connection_id"], r["data_type"]) for r in entitled.to_dict("records") for p in r["products"]}
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     ops=st.lists(operations(), min_size=1, max_size=10),
     gaps=st.lists(st.integers(0, 72), min_size=10, max_size=10),

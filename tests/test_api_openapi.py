@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 from schemathesis.checks import not_a_server_error
 
-EXAMPLES = int(os.environ.get("CONSENT_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("CONSENT_FUZZ_EXAMPLES", "15"))
 CONTRACT = {
     ("GET", "/v1/companies/{company_id}/consents"), ("GET", "/v1/companies/{company_id}/history"),
     ("POST", "/v1/companies/{company_id}/consents/{product}"),

@@ -110,7 +110,7 @@ def ledger(db_url: str) -> Any:
     engine.dispose()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(_ops(), min_size=1, max_size=10), gaps=st.lists(st.integers(0, 48), min_size=10, max_size=10))
 def test_the_write_path_equals_the_set_wise_reads(ledger, ops, gaps):
     company_id, ids = new_company(ledger)

@@ -50,7 +50,7 @@ def entitled_at(events: pd.DataFrame, moment: datetime) -> set[tuple[str, str, s
     }
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.lists(event, min_size=1, max_size=12))
 def test_intervals_equal_replay_at_every_moment(stream):
     events = frame(stream)
