@@ -51,7 +51,7 @@ bench: venv
 soak: venv
 	CONSENT_CRASH_TRIALS=20 CONSENT_FUZZ_EXAMPLES=400 $(BIN)/python -m pytest -q tests/test_flow_crashes.py \
 		tests/test_retention_crashes.py tests/test_flow_expiry_scan.py tests/test_flow_faults.py \
-		tests/test_sandbox_fuzz.py
+		tests/test_sandbox_fuzz.py tests/test_api_openapi.py
 
 lint: venv
 	$(BIN)/python -m pip install --quiet ruff
