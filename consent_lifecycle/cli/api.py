@@ -34,8 +34,12 @@ def app_from_env() -> Any:
 
     configured = settings()
     events = prefect_events()
+    # no ping per checkout: a round trip on every request of the hot path; a connection the server dropped
+    # fails one request and is replaced (SQLAlchemy invalidates the pool on a disconnect), and none is older
+    # than pool_recycle
+    engine = make_engine(configured.database_url, pool_pre_ping=False, pool_recycle=300)
     return create_app(
-        make_engine(configured.database_url), read_catalog(), settings=configured,
+        engine, read_catalog(), settings=configured,
         on_change=events and events.emit_ledger_change,
     )
 
