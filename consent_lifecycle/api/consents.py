@@ -9,11 +9,11 @@ depends on what the other products keep.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import AwareDatetime
 
 from consent_lifecycle.api.auth import CallerDep, require_product
 from consent_lifecycle.api.bodies import (
@@ -35,19 +35,13 @@ from consent_lifecycle.ledger import Ledger
 router = APIRouter(prefix="/v1/companies/{company_id}", tags=["consents"])
 CHANNEL = "api"
 AsOf = Annotated[
-    datetime | None, Query(description="The consents as they stood at this ISO 8601 time (with a time zone).")
+    AwareDatetime | None, Query(description="The consents as they stood at this ISO 8601 time (with a time zone).")
 ]
-At = Annotated[datetime | None, Query(description="Preview as of this ISO 8601 time (default: now).")]
+At = Annotated[AwareDatetime | None, Query(description="Preview as of this ISO 8601 time (default: now).")]
 
 
 def ledger_of(request: Request) -> Ledger:
     return request.app.state.ledger
-
-
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise Problem(422, f"{name}: {value.isoformat()} has no time zone; give it in UTC (e.g. with a Z)")
-    return as_utc(value) if value is not None else None
 
 
 def own_part(body: dict[str, Any], who: Caller) -> dict[str, Any]:
@@ -64,7 +58,7 @@ def own_part(body: dict[str, Any], who: Caller) -> dict[str, Any]:
 
 @router.get("/consents", summary="A company's consents and entitlements (what may be pulled)")
 def show(request: Request, company_id: CompanyId, who: CallerDep, as_of: AsOf = None) -> dict[str, Any]:
-    when = _aware(as_of, "as_of")
+    when = as_utc(as_of) if as_of else None
     body = ledger_of(request).show(company_id, when, now=None if when else utcnow())
     return own_part(body, who)
 
@@ -79,7 +73,7 @@ def history(request: Request, company_id: CompanyId, who: CallerDep) -> list[dic
 def revoke_impact(
     request: Request, company_id: CompanyId, product: Product, who: CallerDep, at: At = None
 ) -> dict[str, Any]:
-    when = _aware(at, "at") or utcnow()
+    when = as_utc(at) if at else utcnow()
     return ledger_of(request).impact_of_revoke(company_id, product, when).as_dict()
 
 
@@ -89,7 +83,7 @@ def revoke_impact(
 def disconnect_impact(
     request: Request, company_id: CompanyId, connection_id: ConnectionId, who: CallerDep, at: At = None
 ) -> dict[str, Any]:
-    when = _aware(at, "at") or utcnow()
+    when = as_utc(at) if at else utcnow()
     return ledger_of(request).impact_of_disconnect(company_id, connection_id, when).as_dict()
 
 

@@ -28,7 +28,7 @@ def list_holds(
 ) -> list[dict[str, Any]]:
     require_admin(who, "reading legal holds")
     ledger = _ledger(request)
-    ledger.history(company_id)  # 404 for an unknown company
+    ledger.require_company(company_id)
     return ledger.holds(company_id, include_released=include_released)
 
 
@@ -41,7 +41,7 @@ def add_hold(request: Request, company_id: CompanyId, body: HoldBody, who: Calle
         hold_id = ledger.add_hold(
             company_id, data_type=body.data_type, reason=body.reason, actor=who.name, at=moment(body.at, utcnow())
         )
-        return 201, _hold(ledger, hold_id)
+        return 201, _hold(ledger, hold_id, company_id)
 
     return answer_once(request, who, body.model_dump(mode="json"), answer)
 
@@ -59,5 +59,5 @@ def release_hold(request: Request, hold_id: HoldId, who: CallerDep, body: Moment
     return answer_once(request, who, body.model_dump(mode="json"), answer)
 
 
-def _hold(ledger: Ledger, hold_id: int) -> dict[str, Any]:
-    return next(h for h in ledger.holds(include_released=True) if h["hold_id"] == hold_id)
+def _hold(ledger: Ledger, hold_id: int, company_id: str | None = None) -> dict[str, Any]:
+    return next(h for h in ledger.holds(company_id, include_released=True) if h["hold_id"] == hold_id)

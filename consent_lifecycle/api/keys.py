@@ -67,7 +67,7 @@ def create_key(
                 prefix=key[: len(PREFIX) + 4], created_at=now, revoked_at=None,
             )
         )
-    return next(k for k in list_keys(engine, include_revoked=True) if k["name"] == name), key
+    return list_keys(engine, include_revoked=True, name=name)[0], key
 
 
 def _next_name(db: Any, stem: str) -> str:
@@ -96,11 +96,13 @@ def find_caller(engine: Engine, key: str) -> Caller | None:
     return Caller(*row) if row is not None else None
 
 
-def list_keys(engine: Engine, *, include_revoked: bool = False) -> list[dict[str, Any]]:
+def list_keys(engine: Engine, *, include_revoked: bool = False, name: str | None = None) -> list[dict[str, Any]]:
     query = select(ApiKey.id, ApiKey.name, ApiKey.product, ApiKey.admin, ApiKey.prefix, ApiKey.created_at,
                    ApiKey.revoked_at).order_by(ApiKey.id)
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_(None))
+    if name is not None:
+        query = query.where(ApiKey.name == name)
     with engine.connect() as db:
         return [
             {
@@ -119,4 +121,4 @@ def revoke_key(engine: Engine, name: str, *, now: datetime) -> dict[str, Any]:
         if row.revoked_at is not None:
             raise ConflictError(f"API key {name!r} was already revoked at {iso(row.revoked_at)}")
         db.execute(update(ApiKey).where(ApiKey.id == row.id).values(revoked_at=now))
-    return next(k for k in list_keys(engine, include_revoked=True) if k["name"] == name)
+    return list_keys(engine, include_revoked=True, name=name)[0]

@@ -75,6 +75,11 @@ class Reads:
             "entitlements": entitlement_rows(self.entitlements(company_id, as_of, now)),
         }
 
+    def require_company(self, company_id: str) -> None:
+        """NotFoundError unless the company is in the snapshot (deleted at Codat or not: its records stay)."""
+        with self.engine.connect() as db:
+            _check_company(db, company_id, lock=False)
+
     def history(self, company_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as db:
             company_snapshot(db, company_id)
