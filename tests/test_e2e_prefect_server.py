@@ -351,8 +351,16 @@ def _accounting_company(served: Served, offset: int) -> str:
     return company
 
 
-def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
+@pytest.fixture(scope="module")
+def scanned(served: Served) -> Served:
+    """`served` once an expiry scan has filled its snapshot (the revocations below need companies): one scan
+    for the module, not one per test."""
     assert _run_deployment(served, "connection-expiry-scan", {})["state"]["type"] == "COMPLETED"
+    return served
+
+
+def test_a_revocation_plans_that_companys_deletions_within_seconds(scanned):
+    served = scanned
     company = _accounting_company(served, 0)
     trigger = _automations(served)["plan-deletions-on-revocation"]
     assert set(trigger["trigger"]["expect"]) == {"consent.revoked", "consent.disconnected"}
@@ -375,8 +383,8 @@ def test_a_revocation_plans_that_companys_deletions_within_seconds(served):
     assert planned and {item["company_id"] for item in planned} == {company}
 
 
-def test_a_product_revoking_through_the_served_consent_api_plans_the_deletions_too(served):
-    assert _run_deployment(served, "connection-expiry-scan", {})["state"]["type"] == "COMPLETED"
+def test_a_product_revoking_through_the_served_consent_api_plans_the_deletions_too(scanned):
+    served = scanned
     company = _accounting_company(served, 1)
     key = _consent(served, "api-keys", "create", "--product", "dashboard").strip().splitlines()[-1]
     with httpx.Client(base_url=served.consent_api, headers={"Authorization": f"Bearer {key}"}, timeout=30) as product:

@@ -93,7 +93,7 @@ SNAPSHOT["last_reconfirmed_at"] = pd.to_datetime(SNAPSHOT["last_reconfirmed_at"]
 SNAPSHOT["deleted_at"] = pd.to_datetime(SNAPSHOT["deleted_at"], utc=True)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(event, min_size=1, max_size=12))
 def test_entitlements_at_equal_usable_entitlements_of_replay(stream):
     """What reconcile() reads off the intervals is what replaying the ledger up to `now` entitles."""
@@ -114,7 +114,7 @@ def test_entitlements_at_equal_usable_entitlements_of_replay(stream):
             pd.testing.assert_frame_equal(got, expected)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from(["x", "y"])), min_size=1, max_size=8),
     st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]), st.sampled_from(["x", "y", "z"])), max_size=8),
